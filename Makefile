@@ -1,0 +1,5 @@
+.PHONY: run test
+run:
+	bash scripts/run.sh
+test:
+	bash scripts/test.sh

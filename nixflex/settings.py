@@ -1,0 +1,230 @@
+"""Nixflex settings: everything comes from the environment (django-environ).
+
+Development defaults work out of the box. With DEBUG off, every secret must be
+set explicitly, or the process refuses to start with a message naming it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+_dotenv = BASE_DIR / ".env"
+if _dotenv.exists():
+    environ.Env.read_env(str(_dotenv))
+
+DEBUG = env.bool("DEBUG", default=True)
+
+# --- Secrets -------------------------------------------------------------------------
+# Dev-only fallbacks; refused below when DEBUG is off.
+_DEV_SECRETS = {
+    "SECRET_KEY": "dev-insecure-secret-key-do-not-use-in-production",
+    "API_KEY_PEPPER": "dev-insecure-api-key-pepper",
+    "FIELD_ENCRYPTION_KEYS": "dev-insecure-field-key",
+    "STREAM_TOKEN_SECRET": "dev-insecure-stream-token-secret",
+}
+_missing = [name for name in _DEV_SECRETS if not env.str(name, default="")]
+if _missing and not DEBUG:
+    raise ImproperlyConfigured(
+        "DEBUG is off but these secrets are not set: "
+        + ", ".join(_missing)
+        + ". Set them in the environment (see README, 'Configuration')."
+    )
+
+
+def _secret(name: str) -> str:
+    return env.str(name, default="") or _DEV_SECRETS[name]
+
+
+SECRET_KEY = _secret("SECRET_KEY")
+SECRET_KEY_FALLBACKS = env.list("SECRET_KEY_FALLBACKS", default=[])
+# HMAC pepper for API key secrets: a DB dump alone cannot verify or forge a key.
+API_KEY_PEPPER = _secret("API_KEY_PEPPER")
+# Twilio auth tokens at rest (django-fernet-encrypted-fields): the first key encrypts,
+# all of them decrypt, so keys rotate by prepending a new one.
+SALT_KEY = [k for k in _secret("FIELD_ENCRYPTION_KEYS").split(",") if k]
+# Signs the short-lived media-stream tokens handed to Twilio in TwiML.
+STREAM_TOKEN_SECRET = _secret("STREAM_TOKEN_SECRET")
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["*"] if DEBUG else [])
+if not DEBUG and not ALLOWED_HOSTS:
+    raise ImproperlyConfigured("DEBUG is off: set ALLOWED_HOSTS (comma-separated).")
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+# The https origin Twilio reaches: webhook and wss:// URLs are built from it, and
+# Twilio signatures are checked against it (never against the request's Host).
+PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://localhost:8000").rstrip("/")
+# Hosts that serve the public schema (API, admin, Twilio webhooks) rather than a tenant.
+API_HOSTS = env.list("API_HOSTS", default=["localhost", "127.0.0.1", "api.localhost", "testserver"])
+DOCS_BASE_URL = env.str("DOCS_BASE_URL", default="https://docs.nixflex.com").rstrip("/")
+
+# --- Providers (reached only through their SDKs; base URLs point at stand-ins in tests) --
+TWILIO_API_BASE_URL = env.str("TWILIO_API_BASE_URL", default="https://api.twilio.com").rstrip("/")
+TWILIO_TIMEOUT_SECONDS = env.float("TWILIO_TIMEOUT_SECONDS", default=10.0)
+DEEPGRAM_API_KEY = env.str("DEEPGRAM_API_KEY", default="")
+DEEPGRAM_BASE_URL = env.str("DEEPGRAM_BASE_URL", default="https://api.deepgram.com").rstrip("/")
+ANTHROPIC_API_KEY = env.str("ANTHROPIC_API_KEY", default="")
+ANTHROPIC_BASE_URL = env.str("ANTHROPIC_BASE_URL", default="https://api.anthropic.com").rstrip("/")
+ANTHROPIC_MAX_RETRIES = env.int("ANTHROPIC_MAX_RETRIES", default=2)
+DEFAULT_CLAUDE_MODEL = env.str("DEFAULT_CLAUDE_MODEL", default="claude-sonnet-4-5")
+# Deepgram's standard plans cap concurrent streams (~15 TTS): a platform-wide limit.
+PLATFORM_MAX_CONCURRENT_CALLS = env.int("PLATFORM_MAX_CONCURRENT_CALLS", default=15)
+if not DEBUG:
+    for _name in ("DEEPGRAM_API_KEY", "ANTHROPIC_API_KEY"):
+        if not globals()[_name]:
+            raise ImproperlyConfigured(f"DEBUG is off: {_name} must be set for live calls.")
+
+# --- Apps (django-tenants: shared = public schema, tenant = one schema per account) ---
+SHARED_APPS = [
+    "django_tenants",
+    "tenants",
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.admin",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "channels",
+]
+TENANT_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "django.contrib.sessions",
+    "agents",
+    "telephony",
+]
+INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
+
+TENANT_MODEL = "tenants.Account"
+TENANT_DOMAIN_MODEL = "tenants.Domain"
+PUBLIC_SCHEMA_NAME = "public"
+PUBLIC_SCHEMA_URLCONF = "nixflex.urls_public"
+ROOT_URLCONF = "nixflex.urls_tenant"
+# New accounts clone this prepared schema instead of running every migration.
+TENANT_BASE_SCHEMA = "tenant_template"
+TENANT_CREATION_FAKES_MIGRATIONS = True
+
+MIDDLEWARE = [
+    "nixflex.middleware.TenantByHostMiddleware",
+    "nixflex.middleware.ApiErrorEnvelopeMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = None
+ASGI_APPLICATION = "nixflex.asgi.application"
+
+# --- Data stores -----------------------------------------------------------------------
+DATABASES = {
+    "default": env.db("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/nixflex"),
+}
+DATABASES["default"]["ENGINE"] = "django_tenants.postgresql_backend"
+DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=0))
+DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        # Keys carry the schema so one account never reads another's cache entry.
+        "KEY_FUNCTION": "django_tenants.cache.make_key",
+        "REVERSE_KEY_FUNCTION": "django_tenants.cache.reverse_key",
+    }
+}
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": env.str("CHANNEL_LAYER_PREFIX", default="nixflex")},
+    }
+}
+
+# --- Celery (tenant-schemas-celery carries the schema in every task) --------------------
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_ALWAYS_EAGER = False
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)}
+CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", default="nixflex")
+
+# --- REST API --------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["tenants.authentication.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_THROTTLE_CLASSES": ["tenants.throttling.TokenBucketThrottle"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "EXCEPTION_HANDLER": "nixflex.errors.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+}
+# Default plan: sustained requests per second and burst, per API key and per account.
+DEFAULT_API_RATE_PER_SECOND = env.int("DEFAULT_API_RATE_PER_SECOND", default=20)
+DEFAULT_API_BURST = env.int("DEFAULT_API_BURST", default=40)
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Nixflex API",
+    "DESCRIPTION": "Phone voice agents on your own Twilio numbers.",
+    "VERSION": "1.0.0",
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": r"/v1",
+}
+
+# --- Misc ------------------------------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+LOGIN_URL = "/login/"
+SESSION_COOKIE_NAME = "nixflex_session"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
+
+# deepgram's listen modules warn at import; twilio's async client warns via aiohttp.
+warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"deepgram\..*")

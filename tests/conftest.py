@@ -1,0 +1,192 @@
+"""Test harness: a real PostgreSQL database of its own, real Redis, and personas.
+
+Each test creates the accounts it needs (cloning a schema takes well under a second),
+so tests are isolated by tenancy itself rather than by rolled-back transactions; that
+lets real servers and Celery workers in other processes see what a test wrote.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import psycopg
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+from django.db import connection, connections
+from django.test import Client
+
+from tenants.models import Account
+from tenants.services import IssuedKey, create_account
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _admin_dsn() -> dict[str, Any]:
+    db = settings.DATABASES["default"]
+    return {"host": db.get("HOST") or None, "port": db.get("PORT") or None,
+            "user": db.get("USER") or None, "password": db.get("PASSWORD") or None, "dbname": "postgres"}
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_blocker: Any) -> Iterator[None]:
+    """A fresh database for the session: dropped, created, migrated (public, template)."""
+    name = settings.DATABASES["default"]["NAME"]
+    assert "test" in name, f"refusing to recreate non-test database {name!r}"
+    with django_db_blocker.unblock():
+        connections.close_all()
+        with psycopg.connect(**{k: v for k, v in _admin_dsn().items() if v}, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            admin.execute(f'CREATE DATABASE "{name}"')
+        call_command("migrate_all", verbosity=0)
+        call_command("collectstatic", interactive=False, verbosity=0)
+    yield
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _real_database(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    """Tests talk to the database for real (committed), like the servers they start."""
+    django_db_blocker.unblock()
+    yield
+
+
+@pytest.fixture(autouse=True)
+def _public_schema_between_tests() -> Iterator[None]:
+    connection.set_schema_to_public()
+    yield
+    connection.set_schema_to_public()
+
+
+_seq = itertools.count(1)
+
+
+@dataclass
+class Persona:
+    """An account with an API key and an HTTP client that sends it."""
+
+    account: Account
+    key: IssuedKey
+
+    @property
+    def bearer(self) -> str:
+        return f"Bearer {self.key.api_key.key_id}:{self.key.secret}"
+
+    def client(self, **extra: str) -> "ApiClient":
+        return ApiClient(self.bearer, **extra)
+
+
+class ApiClient:
+    """Django's test client, JSON in and out, with the persona's key."""
+
+    def __init__(self, authorization: str | None, host: str = "api.localhost") -> None:
+        self.client = Client(HTTP_HOST=host)
+        self.authorization = authorization
+
+    def _headers(self) -> dict[str, str]:
+        return {"HTTP_AUTHORIZATION": self.authorization} if self.authorization else {}
+
+    def get(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        return self.client.get(path, params or {}, **self._headers())
+
+    def post(self, path: str, body: Any = None, raw: str | None = None) -> Any:
+        data = raw if raw is not None else json.dumps(body if body is not None else {})
+        return self.client.post(path, data, content_type="application/json", **self._headers())
+
+    def patch(self, path: str, body: Any) -> Any:
+        return self.client.patch(path, json.dumps(body), content_type="application/json", **self._headers())
+
+    def delete(self, path: str) -> Any:
+        return self.client.delete(path, **self._headers())
+
+    def put(self, path: str, body: Any) -> Any:
+        return self.client.put(path, json.dumps(body), content_type="application/json", **self._headers())
+
+
+@pytest.fixture
+def make_persona() -> Callable[..., Persona]:
+    def make(name: str = "Account", **plan: Any) -> Persona:
+        n = next(_seq)
+        domain = f"{name.lower().replace(' ', '-')}-{n}-{uuid.uuid4().hex[:6]}.localhost"
+        account, key = create_account(name=f"{name} {n}", domain=domain, **plan)
+        connection.set_schema_to_public()
+        return Persona(account=account, key=key)
+
+    return make
+
+
+@pytest.fixture
+def alice(make_persona: Callable[..., Persona]) -> Persona:
+    """The account under test."""
+    return make_persona("Alice")
+
+
+@pytest.fixture
+def bob(make_persona: Callable[..., Persona]) -> Persona:
+    """Another account: the outsider in isolation tests."""
+    return make_persona("Bob")
+
+
+def assert_error(response: Any, status: int, type_: str, code: str) -> dict[str, Any]:
+    """The seed's envelope, with the right status, type and code."""
+    assert response.status_code == status, (response.status_code, response.content[:500])
+    body = response.json()
+    assert set(body) == {"error"}, body
+    error = body["error"]
+    assert set(error) == {"type", "code", "message", "doc_url", "details"}, error
+    assert (error["type"], error["code"]) == (type_, code), error
+    assert error["doc_url"] == f"{settings.DOCS_BASE_URL}/reference/errors#{code}"
+    assert isinstance(error["details"], dict) and isinstance(error["message"], str) and error["message"]
+    return error
+
+
+# --- Processes: a Celery worker -------------------------------------------------------
+
+def _subprocess_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["DJANGO_SETTINGS_MODULE"] = "tests.settings"
+    env["PYTHONPATH"] = str(ROOT)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def start_celery_worker(concurrency: int = 2, hostname: str | None = None) -> subprocess.Popen:
+    name = hostname or f"test-{uuid.uuid4().hex[:6]}@%h"
+    return subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "nixflex", "worker", "-Q", settings.CELERY_TASK_DEFAULT_QUEUE,
+         "--concurrency", str(concurrency), "--loglevel", "WARNING", "-n", name, "--without-gossip",
+         "--without-mingle", "--without-heartbeat"],
+        cwd=ROOT, env=_subprocess_env(),
+    )
+
+
+@pytest.fixture(scope="session")
+def celery_worker() -> Iterator[subprocess.Popen]:
+    """A real Celery worker process consuming this session's queue."""
+    proc = start_celery_worker()
+    time.sleep(0.5)
+    yield proc
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)
