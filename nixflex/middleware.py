@@ -26,6 +26,12 @@ class TenantByHostMiddleware(TenantMainMiddleware):
     then switch to the key's account in authentication.
     """
 
+    def get_tenant(self, domain_model, hostname: str):  # type: ignore[no-untyped-def]
+        # The API hosts are never an account's domain: skip the lookup on every API call.
+        if hostname in settings.API_HOSTS:
+            raise domain_model.DoesNotExist(hostname)
+        return super().get_tenant(domain_model, hostname)
+
     def no_tenant_found(self, request: HttpRequest, hostname: str) -> None:
         request.tenant = None
         connection.set_schema_to_public()

@@ -1,0 +1,70 @@
+"""Shared set-up for benchmarks: a database of their own, Django, and a real server."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/nixflex_bench")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "nixflex.settings")
+# Production-like: DEBUG off (no query logging), with throwaway secrets.
+os.environ.setdefault("DEBUG", "false")
+for _name in ("SECRET_KEY", "API_KEY_PEPPER", "FIELD_ENCRYPTION_KEYS", "STREAM_TOKEN_SECRET",
+              "DEEPGRAM_API_KEY", "ANTHROPIC_API_KEY"):
+    os.environ.setdefault(_name, f"bench-{_name.lower()}")
+os.environ.setdefault("ALLOWED_HOSTS", "*")
+os.environ.setdefault("DB_CONN_MAX_AGE", "60")
+os.environ.setdefault("LOG_LEVEL", "WARNING")
+os.environ.setdefault("CELERY_QUEUE", f"nixflex-bench-{os.getpid()}")
+
+
+def setup_django() -> None:
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import services  # scripts/services.py
+
+    services.ensure_database(os.environ["DATABASE_URL"])
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate_all", verbosity=0)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(port: int, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+    env = {**os.environ, **(extra_env or {})}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "nixflex.asgi:application", "--host", "127.0.0.1", "--port", str(port),
+         "--log-level", "warning", "--no-access-log"],
+        cwd=ROOT, env=env,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return proc
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("server did not start")
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    k = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
+    return ordered[k]
