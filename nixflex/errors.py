@@ -65,6 +65,7 @@ _CODES = [
     ErrorCode("invalid_request", "invalid_request", "The request is malformed or has invalid parameters."),
     ErrorCode("number_already_imported", "conflict", "This number is already attached to an agent. Delete it first, then re-import."),
     ErrorCode("agent_no_phone", "conflict", "The agent has no phone numbers attached."),
+    ErrorCode("agent_has_phone_numbers", "conflict", "The agent still answers phone numbers. Delete them first."),
     ErrorCode("recipient_unsubscribed", "conflict", "The recipient opted out (sent STOP) and cannot be messaged."),
     ErrorCode("rate_limit_exceeded", "rate_limit_error", "Too many requests. Back off and retry after the Retry-After interval."),
     ErrorCode("concurrent_call_limit", "rate_limit_error", "Too many simultaneous calls."),

@@ -100,6 +100,7 @@ TENANT_APPS = [
     "django.contrib.auth",
     "django.contrib.sessions",
     "agents",
+    "customers",
     "telephony",
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
@@ -179,6 +180,18 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)}
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", default="nixflex")
+# A queued or running job whose lock is free and that has not moved for this long has
+# lost its worker and is queued again.
+JOB_STALL_SECONDS = env.int("JOB_STALL_SECONDS", default=30)
+CELERY_BEAT_SCHEDULE = {
+    "resume-stalled-jobs": {"task": "telephony.resume_stalled_jobs",
+                            "schedule": env.float("JOB_RESUME_INTERVAL_SECONDS", default=30.0)},
+    "check-number-webhooks": {"task": "telephony.check_all_webhooks",
+                              "schedule": env.float("WEBHOOK_CHECK_INTERVAL_SECONDS", default=6 * 3600.0)},
+}
+# Bulk imports: rows in flight per job, and per Twilio account (Twilio's API concurrency).
+BULK_WORKERS = env.int("BULK_WORKERS", default=32)
+BULK_PER_TWILIO_ACCOUNT = env.int("BULK_PER_TWILIO_ACCOUNT", default=16)
 
 # --- REST API --------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -7,8 +7,17 @@ from django.urls import path, re_path
 from drf_spectacular.views import SpectacularJSONAPIView, SpectacularSwaggerView
 
 from agents.api import AgentDetailApi, AgentListApi, VoiceListApi
+from customers.api import CustomerDetailApi, CustomerListApi
 from nixflex.docs import api_description
 from nixflex.errors import ApiError, error_json_response
+from telephony.api import (
+    JobDetailApi,
+    JobListApi,
+    PhoneNumberBulkApi,
+    PhoneNumberDetailApi,
+    PhoneNumberListApi,
+    PhoneNumberRepairApi,
+)
 
 
 def unknown_route(request: HttpRequest) -> JsonResponse:
@@ -20,6 +29,14 @@ urlpatterns = [
     path("v1/agents", AgentListApi.as_view()),
     path("v1/agents/<str:agent_id>", AgentDetailApi.as_view()),
     path("v1/voices", VoiceListApi.as_view()),
+    path("v1/customers", CustomerListApi.as_view()),
+    path("v1/customers/<str:customer_id>", CustomerDetailApi.as_view()),
+    path("v1/phone-numbers", PhoneNumberListApi.as_view()),
+    path("v1/phone-numbers/bulk", PhoneNumberBulkApi.as_view()),
+    path("v1/phone-numbers/<str:e164>", PhoneNumberDetailApi.as_view()),
+    path("v1/phone-numbers/<str:e164>/repair", PhoneNumberRepairApi.as_view()),
+    path("v1/jobs", JobListApi.as_view()),
+    path("v1/jobs/<str:job_id>", JobDetailApi.as_view()),
     path("v1/openapi.json", SpectacularJSONAPIView.as_view(
         authentication_classes=[], permission_classes=[], throttle_classes=[],
         custom_settings={"DESCRIPTION": api_description()},

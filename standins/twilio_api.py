@@ -312,7 +312,7 @@ class TwilioStandin:
         base_url = standin.start_in_thread()          # http://127.0.0.1:PORT
         sid, token = standin.add_account()
         standin.add_number(sid, "+14155550100", voice_url="https://x.example/voice")
-        client = standins.twilio_sdk.make_client(sid, token, base_url)
+        client = telephony.twilio_http.make_client(sid, token, base_url)
         ...
         standin.stop_thread()
 

@@ -66,3 +66,27 @@ class AgentDirectoryEntry(models.Model):
 
     def __str__(self) -> str:
         return self.agent_id
+
+
+class NumberRoute(models.Model):
+    """E.164 -> account, for every imported number: a number can be on one agent of one
+    account only, and inbound webhooks find the account from the `To` number.
+
+    An import first reserves the route (`pending`), before Twilio is touched, so that
+    of two concurrent imports exactly one wins; it becomes `active` with the number row.
+    """
+
+    PENDING = "pending"
+    ACTIVE = "active"
+
+    phone_number = models.CharField(max_length=16, unique=True)
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="number_routes")
+    state = models.CharField(max_length=10, default=PENDING)
+    # Who holds a pending reservation (an import request or a bulk-job row), so that a
+    # retried bulk row can take its own reservation back.
+    reserved_by = models.CharField(max_length=64, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.phone_number} -> {self.account_id}"

@@ -148,6 +148,38 @@ def assert_error(response: Any, status: int, type_: str, code: str) -> dict[str,
     return error
 
 
+# --- Provider stand-ins (real servers; the product reaches them through the real SDKs) --
+
+@pytest.fixture(scope="session")
+def twilio_standin() -> Iterator["TwilioStandin"]:
+    from standins.twilio_api import TwilioStandin
+
+    standin = TwilioStandin()
+    url = standin.start_in_thread()
+    os.environ["TWILIO_API_BASE_URL"] = url
+    settings.TWILIO_API_BASE_URL = url
+    settings.TWILIO_TIMEOUT_SECONDS = 2.0
+    os.environ["TWILIO_TIMEOUT_SECONDS"] = "2"
+    yield standin
+    standin.stop_thread()
+
+
+@pytest.fixture
+def twilio(twilio_standin: Any) -> Iterator[Any]:
+    """The Twilio stand-in, with no latency or injected failures left from other tests."""
+    twilio_standin.configure(latency_ms=0, fail={"mode": "none"})
+    yield twilio_standin
+    twilio_standin.configure(latency_ms=0, fail={"mode": "none"})
+
+
+_numbers = itertools.count(1)
+
+
+def unique_e164(country: str = "+4420") -> str:
+    """A fresh number per call (numbers are unique across the stand-in, as at Twilio)."""
+    return f"{country}{os.getpid() % 1000:03d}{next(_numbers):05d}"
+
+
 # --- Processes: a Celery worker -------------------------------------------------------
 
 def _subprocess_env() -> dict[str, str]:
@@ -158,18 +190,19 @@ def _subprocess_env() -> dict[str, str]:
     return env
 
 
-def start_celery_worker(concurrency: int = 2, hostname: str | None = None) -> subprocess.Popen:
+def start_celery_worker(concurrency: int = 2, hostname: str | None = None, beat: bool = True) -> subprocess.Popen:
+    """A real worker (with an embedded beat, so stalled jobs are picked up quickly)."""
     name = hostname or f"test-{uuid.uuid4().hex[:6]}@%h"
-    return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "nixflex", "worker", "-Q", settings.CELERY_TASK_DEFAULT_QUEUE,
-         "--concurrency", str(concurrency), "--loglevel", "WARNING", "-n", name, "--without-gossip",
-         "--without-mingle", "--without-heartbeat"],
-        cwd=ROOT, env=_subprocess_env(),
-    )
+    args = [sys.executable, "-m", "celery", "-A", "nixflex", "worker", "-Q", settings.CELERY_TASK_DEFAULT_QUEUE,
+            "--concurrency", str(concurrency), "--loglevel", "WARNING", "-n", name, "--without-gossip",
+            "--without-mingle", "--without-heartbeat"]
+    if beat:
+        args += ["-B", "--schedule", f"/tmp/nixflex-beat-{uuid.uuid4().hex[:8]}"]
+    return subprocess.Popen(args, cwd=ROOT, env=_subprocess_env())
 
 
 @pytest.fixture(scope="session")
-def celery_worker() -> Iterator[subprocess.Popen]:
+def celery_worker(twilio_standin: Any) -> Iterator[subprocess.Popen]:
     """A real Celery worker process consuming this session's queue."""
     proc = start_celery_worker()
     time.sleep(0.5)

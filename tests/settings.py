@@ -9,6 +9,9 @@ os.environ.setdefault("PUBLIC_BASE_URL", "https://voice.example.test")
 os.environ.setdefault("DEEPGRAM_API_KEY", "dg-test-key")
 os.environ.setdefault("ANTHROPIC_API_KEY", "anthropic-test-key")
 os.environ.setdefault("LOG_LEVEL", "WARNING")
+# Workers started by tests resume a job whose worker died within a couple of seconds.
+os.environ.setdefault("JOB_STALL_SECONDS", "2")
+os.environ.setdefault("JOB_RESUME_INTERVAL_SECONDS", "1")
 
 from nixflex.settings import *  # noqa: E402,F401,F403
 from nixflex.settings import DATABASES  # noqa: E402

@@ -9,6 +9,7 @@ import warnings
 from typing import Any, Callable, List
 
 import aiohttp
+import httpx
 import pytest
 import pytest_asyncio
 
@@ -48,15 +49,26 @@ def env_for(base_url: str) -> DeepgramClientEnvironment:
     return DeepgramClientEnvironment(base=base_url, production=ws, agent=ws, agent_rest=base_url)
 
 
+_http_clients: List[httpx.AsyncClient] = []
+
+
+def async_client(base_url: str, key: str = KEY) -> AsyncDeepgramClient:
+    # our own httpx client, closed by the fixture (the SDK never closes its default one)
+    http = httpx.AsyncClient(timeout=10)
+    _http_clients.append(http)
+    return AsyncDeepgramClient(api_key=key, environment=env_for(base_url), httpx_client=http)
+
+
 @pytest_asyncio.fixture
 async def dg():
     server = DeepgramStandin(api_key=KEY)
     url = await server.start()
-    client = AsyncDeepgramClient(api_key=KEY, environment=env_for(url))
-    server.client = client  # type: ignore[attr-defined]
+    server.client = async_client(url)  # type: ignore[attr-defined]
     try:
         yield server
     finally:
+        while _http_clients:
+            await _http_clients.pop().aclose()
         await server.stop()
 
 
@@ -215,7 +227,7 @@ async def test_listen_finalize_long_speech_and_silence_results(dg: DeepgramStand
 
 @pytest.mark.asyncio
 async def test_listen_auth_refusal_and_latency(dg: DeepgramStandin) -> None:
-    bad = AsyncDeepgramClient(api_key="wrong", environment=env_for(dg.base_url))
+    bad = async_client(dg.base_url, "wrong")
     with pytest.raises(ApiError) as err:
         async with bad.listen.v1.connect(**TELEPHONY):
             pass
@@ -332,7 +344,7 @@ async def test_speak_websocket_errors_and_first_byte_latency(dg: DeepgramStandin
         async with dg.client.speak.v1.connect(model="aura-2-nobody-en", encoding="mulaw", sample_rate=8000):
             pass
     assert err.value.status_code == 400
-    bad = AsyncDeepgramClient(api_key="nope", environment=env_for(dg.base_url))
+    bad = async_client(dg.base_url, "nope")
     with pytest.raises(ApiError) as err:
         async with bad.speak.v1.connect(model="aura-2-thalia-en", encoding="mulaw", sample_rate=8000):
             pass
@@ -359,7 +371,7 @@ async def test_speak_rest(dg: DeepgramStandin) -> None:
         text=text, model="aura-2-thalia-en", encoding="mulaw", sample_rate=8000)])
     assert wav[:4] == b"RIFF" and wav[8:12] == b"WAVE" and wav.endswith(raw)
 
-    bad = AsyncDeepgramClient(api_key="nope", environment=env_for(dg.base_url))
+    bad = async_client(dg.base_url, "nope")
     with pytest.raises(ApiError) as err:
         async for _ in bad.speak.v1.audio.generate(text=text, model="aura-2-thalia-en", encoding="mulaw",
                                                   sample_rate=8000, container="none"):
