@@ -280,6 +280,7 @@ class AnthropicStandin:
         self._faults: List[Dict[str, Any]] = []
         self._records: List[Dict[str, Any]] = []
         self._seq = 0
+        self._tasks: "set[asyncio.Task[Any]]" = set()  # in-flight /v1/messages handlers
         self._runner: Optional[web.AppRunner] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._thread: Optional[threading.Thread] = None
@@ -309,7 +310,10 @@ class AnthropicStandin:
         return self.base_url
 
     async def stop(self) -> None:
+        """Cancel in-flight answers (hung or streaming), then stop serving."""
         if self._runner is not None:
+            for task in list(self._tasks):
+                task.cancel()
             await self._runner.cleanup()
             self._runner = None
 
@@ -487,6 +491,15 @@ class AnthropicStandin:
 
     # ------------------------------------------------------------ /v1/messages
     async def _messages(self, request: web.Request) -> web.StreamResponse:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            return await self._messages_inner(request)
+        finally:
+            self._tasks.discard(task)
+
+    async def _messages_inner(self, request: web.Request) -> web.StreamResponse:
         with self._lock:
             self._seq += 1
             rec: Dict[str, Any] = {"id": self._seq, "received_at": time.time(), "status": None,
@@ -632,8 +645,10 @@ class AnthropicStandin:
                                        "usage": {"output_tokens": out_tokens}})
             await ev("message_stop", {"type": "message_stop"})
             await resp.write_eof()
-        except (ConnectionResetError, asyncio.CancelledError):
+        except ConnectionResetError:  # the client went away (e.g. a barge-in cancelled it)
             rec["error"] = rec["error"] or {"type": "client_disconnected", "message": "client went away"}
+        except asyncio.CancelledError:
+            rec["error"] = rec["error"] or {"type": "client_disconnected", "message": "cancelled"}
             raise
         return resp
 

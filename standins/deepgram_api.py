@@ -513,7 +513,10 @@ class _SpeakSession:
                 if not ok:
                     continue
             if gen == self.gen and not self.ws.closed:
-                await self.ws.send_str(json.dumps({"type": "Flushed", "sequence_id": seq}))
+                try:
+                    await self.ws.send_str(json.dumps({"type": "Flushed", "sequence_id": seq}))
+                except ConnectionResetError:
+                    return
                 self.rec["events"]["Flushed"] = self.rec["events"].get("Flushed", 0) + 1
 
     async def _synthesize(self, gen: int, text: str) -> bool:
@@ -532,7 +535,10 @@ class _SpeakSession:
             piece = data[i : i + chunk]
             if self.encoding == "linear16":
                 piece = _to_linear16(piece)
-            await self.ws.send_bytes(piece)
+            try:
+                await self.ws.send_bytes(piece)
+            except ConnectionResetError:
+                return False
             self.rec["bytes_sent"] += len(piece)
             await asyncio.sleep(len(data[i : i + chunk]) / 8000.0 / factor if factor > 0 else 0)
         return gen == self.gen
@@ -556,6 +562,7 @@ class DeepgramStandin:
         self._drops: List[Tuple[str, float]] = []
         self._refusals: List[Tuple[str, int]] = []
         self._active: Set[Any] = set()
+        self._tasks: Set["asyncio.Task[Any]"] = set()  # streaming REST handlers
         self._runner: Optional[web.AppRunner] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._thread: Optional[threading.Thread] = None
@@ -597,14 +604,22 @@ class DeepgramStandin:
         return "ws://" + self.base_url.split("://", 1)[1]
 
     async def stop(self) -> None:
+        """Close open WebSockets with 1001, cancel streaming REST answers, stop serving."""
         if self._runner is not None:
+            await self._close_all()
             await self._runner.cleanup()
             self._runner = None
 
-    async def _on_shutdown(self, app: web.Application) -> None:
+    async def _close_all(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
         sessions = list(self._active)
-        await asyncio.gather(*(s.ws.close(code=1001, message=b"server shutdown") for s in sessions),
-                             return_exceptions=True)
+        if sessions:
+            await asyncio.wait([asyncio.ensure_future(s.ws.close(code=1001, message=b"server shutdown"))
+                                for s in sessions], timeout=3)
+
+    async def _on_shutdown(self, app: web.Application) -> None:
+        await self._close_all()
 
     def start_in_thread(self, host: str = "127.0.0.1", port: int = 0) -> str:
         ready: concurrent.futures.Future = concurrent.futures.Future()
@@ -796,7 +811,7 @@ class DeepgramStandin:
             rec["status"] = 400
             rec["closed_at"] = time.time()
             return _err_response(400, "INVALID_QUERY_PARAMETER", bad)
-        ws = web.WebSocketResponse(autoping=True, compress=False, max_msg_size=8 * 1024 * 1024)
+        ws = web.WebSocketResponse(autoping=True, compress=False, max_msg_size=8 * 1024 * 1024, timeout=2.0)
         ws.headers["dg-request-id"] = rec["request_id"]
         await ws.prepare(request)
         rec["status"] = 101
@@ -887,7 +902,7 @@ class DeepgramStandin:
             rec["status"] = err.status
             rec["closed_at"] = time.time()
             return err
-        ws = web.WebSocketResponse(autoping=True, compress=False, max_msg_size=1024 * 1024)
+        ws = web.WebSocketResponse(autoping=True, compress=False, max_msg_size=1024 * 1024, timeout=2.0)
         ws.headers["dg-request-id"] = rec["request_id"]
         await ws.prepare(request)
         rec["status"] = 101
@@ -966,6 +981,15 @@ class DeepgramStandin:
         return ws
 
     async def _speak_rest(self, request: web.Request) -> web.StreamResponse:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            return await self._speak_rest_inner(request)
+        finally:
+            self._tasks.discard(task)
+
+    async def _speak_rest_inner(self, request: web.Request) -> web.StreamResponse:
         rec = self._new_record("speak_rest", request)
         refused = self._gate(request, rec, "speak_rest")
         if refused is not None:
@@ -1009,12 +1033,15 @@ class DeepgramStandin:
         rec["synthesized"].append(text)
         chunk = max(1, int(8000 * float(cfg["tts_chunk_ms"]) / 1000.0)) * (2 if encoding == "linear16" else 1)
         factor = float(cfg["tts_realtime_factor"])
-        for i in range(0, len(data), chunk):
-            await resp.write(data[i : i + chunk])
-            rec["bytes_sent"] += len(data[i : i + chunk])
-            if factor > 0:
-                await asyncio.sleep(chunk / (8000.0 * (2 if encoding == "linear16" else 1)) / factor)
-        await resp.write_eof()
+        try:
+            for i in range(0, len(data), chunk):
+                await resp.write(data[i : i + chunk])
+                rec["bytes_sent"] += len(data[i : i + chunk])
+                if factor > 0:
+                    await asyncio.sleep(chunk / (8000.0 * (2 if encoding == "linear16" else 1)) / factor)
+            await resp.write_eof()
+        except ConnectionResetError:
+            rec["close_reason"] = "client went away"
         rec["closed_at"] = time.time()
         return resp
 
