@@ -72,9 +72,15 @@ DEEPGRAM_BASE_URL = env.str("DEEPGRAM_BASE_URL", default="https://api.deepgram.c
 ANTHROPIC_API_KEY = env.str("ANTHROPIC_API_KEY", default="")
 ANTHROPIC_BASE_URL = env.str("ANTHROPIC_BASE_URL", default="https://api.anthropic.com").rstrip("/")
 ANTHROPIC_MAX_RETRIES = env.int("ANTHROPIC_MAX_RETRIES", default=2)
-DEFAULT_CLAUDE_MODEL = env.str("DEFAULT_CLAUDE_MODEL", default="claude-sonnet-4-5")
+DEFAULT_CLAUDE_MODEL = env.str("DEFAULT_CLAUDE_MODEL", default="claude-sonnet-4-6")
+# Mid-call: a turn whose first token has not come in this long gets a fallback line.
+LLM_FIRST_TOKEN_TIMEOUT_SECONDS = env.float("LLM_FIRST_TOKEN_TIMEOUT_SECONDS", default=4.0)
+LLM_TIMEOUT_SECONDS = env.float("LLM_TIMEOUT_SECONDS", default=15.0)
 # Deepgram's standard plans cap concurrent streams (~15 TTS): a platform-wide limit.
 PLATFORM_MAX_CONCURRENT_CALLS = env.int("PLATFORM_MAX_CONCURRENT_CALLS", default=15)
+CALL_LEASE_PREFIX = env.str("CALL_LEASE_PREFIX", default="nixflex:calls")
+# Twilio connects the media stream within a second or two of our TwiML.
+STREAM_TOKEN_MAX_AGE_SECONDS = env.int("STREAM_TOKEN_MAX_AGE_SECONDS", default=120)
 if not DEBUG:
     for _name in ("DEEPGRAM_API_KEY", "ANTHROPIC_API_KEY"):
         if not globals()[_name]:
@@ -167,7 +173,10 @@ CACHES = {
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": env.str("CHANNEL_LAYER_PREFIX", default="nixflex")},
+        # redis-py 8 defaults socket_timeout to 5 s, the same as channels-redis' blocking
+        # pop: an idle consumer's read would time out and kill it. Give reads more room.
+        "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
+                   "prefix": env.str("CHANNEL_LAYER_PREFIX", default="nixflex")},
     }
 }
 

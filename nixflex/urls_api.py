@@ -18,6 +18,7 @@ from telephony.api import (
     PhoneNumberListApi,
     PhoneNumberRepairApi,
 )
+from telephony.api_calls import CallDetailApi, CallListApi
 
 
 def unknown_route(request: HttpRequest) -> JsonResponse:
@@ -37,6 +38,8 @@ urlpatterns = [
     path("v1/phone-numbers/<str:e164>/repair", PhoneNumberRepairApi.as_view()),
     path("v1/jobs", JobListApi.as_view()),
     path("v1/jobs/<str:job_id>", JobDetailApi.as_view()),
+    path("v1/calls", CallListApi.as_view()),
+    path("v1/calls/<str:call_id>", CallDetailApi.as_view()),
     path("v1/openapi.json", SpectacularJSONAPIView.as_view(
         authentication_classes=[], permission_classes=[], throttle_classes=[],
         custom_settings={"DESCRIPTION": api_description()},

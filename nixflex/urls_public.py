@@ -4,6 +4,8 @@ from django.contrib import admin
 from django.http import HttpRequest, JsonResponse
 from django.urls import include, path
 
+from telephony import webhooks
+
 
 def health(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
@@ -12,5 +14,7 @@ def health(request: HttpRequest) -> JsonResponse:
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("health", health),
+    path("twilio/voice", webhooks.voice),
+    path("twilio/status", webhooks.status),
     path("", include("nixflex.urls_api")),
 ]

@@ -284,6 +284,7 @@ class AnthropicStandin:
         self._runner: Optional[web.AppRunner] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._thread: Optional[threading.Thread] = None
+        self._loop_thread: Optional[int] = None
         self.base_url: Optional[str] = None
 
     # ------------------------------------------------------------ lifecycle
@@ -300,6 +301,7 @@ class AnthropicStandin:
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
         self._runner = web.AppRunner(self.make_app(), handle_signals=False, access_log=None,
                                      shutdown_timeout=1.0)
         await self._runner.setup()
@@ -348,10 +350,29 @@ class AnthropicStandin:
         self._thread = None
 
     # ------------------------------------------------------------ thread-safe controls
+    def _on_loop(self, fn: Any) -> Any:
+        """Run ``fn`` on the server's loop thread (records are mutated there) and wait."""
+        loop = self._loop
+        if loop is None or not loop.is_running() or threading.get_ident() == self._loop_thread:
+            return fn()
+        fut: concurrent.futures.Future = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                fut.set_result(fn())
+            except BaseException as exc:  # hand it to the caller
+                fut.set_exception(exc)
+
+        loop.call_soon_threadsafe(run)
+        return fut.result(timeout=30)
+
     def requests(self) -> List[Dict[str, Any]]:
         """A snapshot (deep copy) of every request received, oldest first."""
-        with self._lock:
-            return copy.deepcopy(self._records)
+        def snap() -> List[Dict[str, Any]]:
+            with self._lock:
+                return copy.deepcopy(self._records)
+
+        return self._on_loop(snap)
 
     def reset(self) -> None:
         with self._lock:

@@ -12,9 +12,11 @@ Provider endpoints
     every ~300 ms of speech (interim_results=true); ``endpointing`` ms of silence ->
     ``Results`` is_final+speech_final (default endpointing 10 ms, ``false`` disables
     it); speech longer than ``max_segment_ms`` also gets is_final pieces with
-    speech_final=false (concatenate them); ``utterance_end_ms`` after the last word
-    -> ``UtteranceEnd`` (needs interim_results=true); long silence -> an empty is_final
-    ``Results`` every ``silence_results_ms`` (like the real service; ignore them).
+    speech_final=false (concatenate them); ``utterance_end_ms`` of audio after the end
+    of the last word sent (noise without words included) -> ``UtteranceEnd`` (needs
+    interim_results=true); long silence -> an empty is_final ``Results`` every
+    ``silence_results_ms`` (like the real service; ignore them). Each utterance
+    (speech start -> endpoint/Finalize) consumes at most one script line.
     Text frames: KeepAlive, Finalize (flush as is_final with from_finalize=true),
     CloseStream (final results, Metadata, close 1000). Nothing received for
     ``idle_timeout_s`` -> close 1011 (NET-0001).
@@ -26,6 +28,10 @@ Provider endpoints
     audio (``tts_ms_per_char`` per character) sent in ``tts_chunk_ms`` binary chunks,
     then ``Flushed``; Clear drops pending audio and answers ``Cleared``; Close closes.
     ``Metadata`` is sent at open. Unknown voice -> HTTP 400 at the handshake.
+    ``Flushed.sequence_id`` is the 0-based index of the Flush; ``Cleared.sequence_id``
+    the index of the last Flush (0 if none); audio of a cleared Flush gets no
+    ``Flushed``. Defaults as Deepgram's where possible (model aura-asteria-en); the
+    stand-in only produces ``mulaw`` and ``linear16`` (the mu-law samples decoded).
 ``POST /v1/speak``  TTS REST, JSON ``{"text": ...}``: streamed audio, raw with
     ``container=none``, else with a WAV header.
 Auth everywhere: ``Authorization: Token <key>`` (also ``token``/``Bearer``/``bearer``,
@@ -180,6 +186,36 @@ def _make_words(tokens: List[str], times: List[Tuple[float, float]], punctuate: 
     return out
 
 
+class _IdleWatch:
+    """One timer per connection (not a timeout per received message) that calls
+    ``on_idle`` once nothing has been received for ``idle_s`` seconds."""
+
+    def __init__(self, idle_s: float, on_idle: Any) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.last = self.loop.time()
+        self.idle_s = idle_s
+        self.on_idle = on_idle
+        self.task: Optional[asyncio.Future] = None
+        self.handle = self.loop.call_later(idle_s, self._check) if idle_s > 0 else None
+
+    def _check(self) -> None:
+        remaining = self.last + self.idle_s - self.loop.time()
+        if remaining > 0:
+            self.handle = self.loop.call_later(remaining, self._check)
+        else:
+            self.handle = None
+            self.task = asyncio.ensure_future(self.on_idle())
+
+    async def cancel(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+        if self.task is not None:
+            try:
+                await self.task
+            except Exception:
+                pass
+
+
 # --------------------------------------------------------------------------- listen
 
 
@@ -224,12 +260,14 @@ class _ListenSession:
         self.max_seg_s = float(cfg["max_segment_ms"]) / 1000.0
         self.silence_res_s = float(cfg["silence_results_ms"]) / 1000.0
         self.min_script_s = float(cfg["min_script_speech_ms"]) / 1000.0
+        self.max_buf = self.bps * 120  # codec text is read from the first 2 minutes of an utterance
         self.sha = hashlib.sha256()
         self.pending = b""
         self.frames = 0
         self.prev_frame = b""
         self.seg_start = 0.0
-        self.last_word_end: Optional[float] = None
+        self.last_word_end = 0.0
+        self.ue_armed = False  # words were sent since the last UtteranceEnd
         self.out: asyncio.Queue = asyncio.Queue()
         self.sender: Optional[asyncio.Task] = None
         self.closed = False
@@ -259,6 +297,7 @@ class _ListenSession:
     def emit(self, msg: Dict[str, Any], delay_s: float = 0.0) -> None:
         counts = self.rec["events"]
         counts[msg["type"]] = counts.get(msg["type"], 0) + 1
+        self.rec["audio_seconds"] = round(self.now, 3)
         self.out.put_nowait((time.monotonic() + delay_s if delay_s else 0.0, json.dumps(msg)))
 
     async def send_loop(self) -> None:
@@ -302,6 +341,9 @@ class _ListenSession:
             "metadata": {"request_id": self.request_id, "model_info": self.model_info,
                          "model_uuid": self.model_uuid},
         }
+        if words:
+            self.last_word_end = words[-1]["end"]
+            self.ue_armed = self.interim and self.ue_s is not None
         if is_final:
             self.rec["transcripts"].append({
                 "transcript": transcript, "start": msg["start"], "duration": msg["duration"],
@@ -384,8 +426,6 @@ class _ListenSession:
                             from_finalize=from_finalize)
         delay = float(self.server._cfg_get("final_latency_ms")) / 1000.0
         self.emit(msg, delay)
-        if msg["channel"]["alternatives"][0]["words"]:
-            self.last_word_end = msg["channel"]["alternatives"][0]["words"][-1]["end"]
         self.seg_start = self.now
         if end_utt:
             self._reset_utterance()
@@ -410,7 +450,6 @@ class _ListenSession:
         for i in range(0, full, fb):
             self._frame(buf[i : i + fb])
         self.pending = buf[full:]
-        self.rec["audio_seconds"] = round(self.now, 3)
 
     def _energy(self, frame: bytes) -> float:
         if self.encoding == "linear16":
@@ -428,11 +467,11 @@ class _ListenSession:
         if self._energy(frame) >= self.threshold:
             if not self.utt:
                 self._start_utterance(t0, frame)
-            self.utt_buf += frame
+            if len(self.utt_buf) < self.max_buf:  # bound memory on endless loud audio
+                self.utt_buf += frame
             self.loud_s += self.frame_s
             self.silence_s = 0.0
             self.last_loud_end = t1
-            self.last_word_end = None  # words are still coming: no UtteranceEnd yet
             if self.interim and t1 >= self.next_interim:
                 self.next_interim = t1 + self.interim_s
                 self._interim()
@@ -440,21 +479,20 @@ class _ListenSession:
                 self._final(speech_final=False, end_utt=False)
         elif self.utt:
             self.silence_s += self.frame_s
-            if self.silence_s <= 1.0:
+            if self.silence_s <= 1.0 and len(self.utt_buf) < self.max_buf:
                 self.utt_buf += frame
             if self.endpoint_s is not None:
                 if self.silence_s >= self.endpoint_s:
                     self._final(speech_final=True, end_utt=True)
             elif self.silence_s >= 1.0:
                 self._final(speech_final=False, end_utt=True)
-        else:
-            if (self.last_word_end is not None and self.interim and self.ue_s is not None
-                    and t1 >= self.last_word_end + self.ue_s):
-                self.emit({"type": "UtteranceEnd", "channel": [0, self.channels],
-                           "last_word_end": self.last_word_end})
-                self.last_word_end = None
-            elif self.silence_res_s and t1 - self.seg_start >= self.silence_res_s:
-                self._final(speech_final=False, end_utt=False)
+        elif self.silence_res_s and t1 - self.seg_start >= self.silence_res_s:
+            self._final(speech_final=False, end_utt=False)
+        # UtteranceEnd: utterance_end_ms of audio without a new word (noise included)
+        if self.ue_armed and t1 >= self.last_word_end + self.ue_s:  # type: ignore[operator]
+            self.ue_armed = False
+            self.emit({"type": "UtteranceEnd", "channel": [0, self.channels],
+                       "last_word_end": self.last_word_end})
         self.prev_frame = frame
 
     # ---- control
@@ -567,6 +605,7 @@ class DeepgramStandin:
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._thread: Optional[threading.Thread] = None
         self._seq = 0
+        self._loop_thread: Optional[int] = None
         self.base_url: Optional[str] = None
 
     # ------------------------------------------------------------ lifecycle
@@ -589,6 +628,7 @@ class DeepgramStandin:
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
         self._runner = web.AppRunner(self.make_app(), handle_signals=False, access_log=None,
                                      shutdown_timeout=1.0)
         await self._runner.setup()
@@ -652,10 +692,29 @@ class DeepgramStandin:
         self._thread = None
 
     # ------------------------------------------------------------ thread-safe controls
+    def _on_loop(self, fn: Any) -> Any:
+        """Run ``fn`` on the server's loop thread (records are mutated there) and wait."""
+        loop = self._loop
+        if loop is None or not loop.is_running() or threading.get_ident() == self._loop_thread:
+            return fn()
+        fut: concurrent.futures.Future = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                fut.set_result(fn())
+            except BaseException as exc:  # hand it to the caller
+                fut.set_exception(exc)
+
+        loop.call_soon_threadsafe(run)
+        return fut.result(timeout=30)
+
     def requests(self) -> List[Dict[str, Any]]:
         """A snapshot (deep copy) of every connection / request received."""
-        with self._lock:
-            return copy.deepcopy(self._records)
+        def snap() -> List[Dict[str, Any]]:
+            with self._lock:
+                return copy.deepcopy(self._records)
+
+        return self._on_loop(snap)
 
     connections = requests
 
@@ -694,21 +753,15 @@ class DeepgramStandin:
             self._refusals.extend([(kind, int(status))] * int(count))
 
     def drop_active(self, kind: str = "listen") -> int:
-        """Cut every open WebSocket of ``kind`` now; returns how many."""
-        targets = [s for s in list(self._active) if kind in ("any", s.rec["kind"])]
-        loop = self._loop
-        if loop is not None and loop.is_running():
-            try:
-                same = asyncio.get_running_loop() is loop
-            except RuntimeError:
-                same = False
-            if not same:
-                for s in targets:
-                    loop.call_soon_threadsafe(s.abort)
-                return len(targets)
-        for s in targets:
-            s.abort()
-        return len(targets)
+        """Cut every open WebSocket of ``kind`` (listen|speak|any) now; returns how many."""
+
+        def cut() -> int:
+            targets = [s for s in list(self._active) if kind in ("any", s.rec["kind"])]
+            for s in targets:
+                s.abort()
+            return len(targets)
+
+        return self._on_loop(cut)
 
     # ------------------------------------------------------------ internals
     def _cfg_get(self, key: str) -> Any:
@@ -821,17 +874,17 @@ class DeepgramStandin:
         handle = asyncio.get_running_loop().call_later(drop_after, session.abort) if drop_after is not None else None
         self._active.add(session)
         session.sender = asyncio.create_task(session.send_loop())
-        idle = float(cfg["idle_timeout_s"])
+        async def on_idle() -> None:
+            rec["close_reason"] = "idle timeout (NET-0001)"
+            await ws.close(code=1011, message=b"Deepgram did not receive audio data or a text "
+                           b"message within the timeout window. See https://dpgr.am/net0001")
+
+        watch = _IdleWatch(float(cfg["idle_timeout_s"]), on_idle)
+        loop_time = watch.loop.time
         try:
             while True:
-                try:
-                    msg = await ws.receive(timeout=idle)
-                except asyncio.TimeoutError:
-                    rec["close_reason"] = "idle timeout (NET-0001)"
-                    await self._drain(session)
-                    await ws.close(code=1011, message=b"Deepgram did not receive audio data or a text "
-                                   b"message within the timeout window. See https://dpgr.am/net0001")
-                    break
+                msg = await ws.receive()
+                watch.last = loop_time()
                 if msg.type == WSMsgType.BINARY:
                     session.feed(msg.data)
                 elif msg.type == WSMsgType.TEXT:
@@ -858,6 +911,8 @@ class DeepgramStandin:
         finally:
             if handle is not None:
                 handle.cancel()
+            await watch.cancel()
+            rec["audio_seconds"] = round(session.now, 3)
             self._active.discard(session)
             if session.sender is not None and not session.sender.done():
                 session.out.put_nowait(None)
@@ -917,15 +972,16 @@ class DeepgramStandin:
             "model_uuid": str(uuid.uuid5(uuid.NAMESPACE_URL, "deepgram-standin/" + model)),
         }))
         session.worker = asyncio.create_task(session.work())
-        idle = float(cfg["tts_idle_timeout_s"])
+        async def on_idle() -> None:
+            rec["close_reason"] = "idle timeout"
+            session.gen += 1
+            await ws.close(code=1011, message=b"idle timeout")
+
+        watch = _IdleWatch(float(cfg["tts_idle_timeout_s"]), on_idle)
         try:
             while True:
-                try:
-                    msg = await ws.receive(timeout=idle)
-                except asyncio.TimeoutError:
-                    rec["close_reason"] = "idle timeout"
-                    await ws.close(code=1011, message=b"idle timeout")
-                    break
+                msg = await ws.receive()
+                watch.last = watch.loop.time()
                 if msg.type == WSMsgType.TEXT:
                     try:
                         data = json.loads(msg.data)
@@ -969,6 +1025,7 @@ class DeepgramStandin:
         finally:
             if handle is not None:
                 handle.cancel()
+            await watch.cancel()
             self._active.discard(session)
             session.gen += 1
             session.jobs.put_nowait(None)

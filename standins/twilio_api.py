@@ -27,6 +27,8 @@ Python methods on ``TwilioStandin``:
     POST /_standin/reset
     POST /_standin/opt_out {"phone_number", "from_number"?, "opted_out"?: true}
     GET  /_standin/calls   POST /_standin/calls/{CA} {"status"}   GET /_standin/messages
+    POST /_standin/inbound_calls {"account_sid","from","to"} (a caller rings: mints the CallSid)
+    GET  /_standin/calls/{CA}
     GET  /_standin/health
 
 Run standalone: ``python -m standins.twilio_api --port 18010 [--latency-ms 150]``.
@@ -490,6 +492,32 @@ class TwilioStandin:
     def messages(self) -> list[dict[str, Any]]:
         with self._lock:
             return [self._control_view(m) for m in self._messages.values()]
+
+    def add_inbound_call(self, account_sid: str, from_: str, to: str) -> str:
+        """A caller rings one of the account's numbers: Twilio creates the call (and would
+        then POST the number's VoiceUrl). Returns the CallSid. Used by the call simulator."""
+        with self._lock:
+            if account_sid not in self._accounts:
+                raise KeyError(account_sid)
+            sid = make_sid("CA")
+            now = _rfc2822()
+            base = f"{API_PREFIX}/Accounts/{account_sid}/Calls/{sid}"
+            resource = {
+                "account_sid": account_sid, "annotation": None, "answered_by": None, "api_version": API_VERSION,
+                "caller_name": None, "date_created": now, "date_updated": now, "direction": "inbound",
+                "duration": None, "end_time": None, "forwarded_from": None, "from": from_,
+                "from_formatted": _format_number(from_), "group_sid": None, "parent_call_sid": None,
+                "phone_number_sid": None, "price": None, "price_unit": "USD", "queue_time": "0", "sid": sid,
+                "start_time": now, "status": "in-progress", "subresource_uris": {}, "to": to,
+                "to_formatted": _format_number(to), "trunk_sid": None, "uri": f"{base}.json",
+            }
+            self._calls[sid] = {"resource": resource, "request": {}, "updates": []}
+            return sid
+
+    def call(self, call_sid: str) -> Optional[dict[str, Any]]:
+        with self._lock:
+            record = self._calls.get(call_sid)
+            return self._control_view(record) if record else None
 
     def set_call_status(self, call_sid: str, status: str) -> dict[str, Any]:
         """Move a call along (e.g. ``ringing`` → ``in-progress`` → ``completed``)."""
@@ -1235,6 +1263,8 @@ class TwilioStandin:
             ("POST", "/_standin/reset", self._c_reset),
             ("POST", "/_standin/opt_out", self._c_opt_out),
             ("GET", "/_standin/calls", self._c_calls),
+            ("POST", "/_standin/inbound_calls", self._c_add_inbound_call),
+            ("GET", "/_standin/calls/{call_sid}", self._c_call),
             ("POST", "/_standin/calls/{call_sid}", self._c_set_call_status),
             ("GET", "/_standin/messages", self._c_messages),
         ]
@@ -1323,6 +1353,18 @@ class TwilioStandin:
 
     async def _c_calls(self, request: web.Request) -> web.Response:
         return self._json(self.calls())
+
+    async def _c_add_inbound_call(self, request: web.Request) -> web.Response:
+        data = await self._body(request)
+        try:
+            sid = self.add_inbound_call(str(data.get("account_sid")), str(data.get("from")), str(data.get("to")))
+        except KeyError:
+            return self._json({"error": "unknown account"}, 404)
+        return self._json(self.call(sid), 201)
+
+    async def _c_call(self, request: web.Request) -> web.Response:
+        call = self.call(request.match_info["call_sid"])
+        return self._json(call) if call else self._json({"error": "unknown call"}, 404)
 
     async def _c_set_call_status(self, request: web.Request) -> web.Response:
         data = await self._body(request)

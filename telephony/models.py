@@ -91,3 +91,54 @@ class JobRow(models.Model):
     class Meta:
         ordering = ["index"]
         constraints = [models.UniqueConstraint(fields=["job", "index"], name="unique_job_row")]
+
+
+def _new_call_id() -> str:
+    return new_id("call")
+
+
+class Call(models.Model):
+    """One phone call answered (or placed) by an agent."""
+
+    INBOUND, OUTBOUND = "inbound", "outbound"
+    # Twilio's call statuses, plus `rejected` (refused by Nixflex before answering).
+    QUEUED, RINGING, IN_PROGRESS = "queued", "ringing", "in-progress"
+    COMPLETED, BUSY, FAILED, NO_ANSWER, CANCELED, REJECTED = (
+        "completed", "busy", "failed", "no-answer", "canceled", "rejected")
+    TERMINAL = frozenset({COMPLETED, BUSY, FAILED, NO_ANSWER, CANCELED, REJECTED})
+    # A late or repeated status callback never moves a call backwards.
+    STATUS_RANK = {QUEUED: 0, RINGING: 1, IN_PROGRESS: 2, **{s: 3 for s in TERMINAL}}
+
+    id = models.CharField(primary_key=True, max_length=40, default=_new_call_id, editable=False)
+    twilio_call_sid = models.CharField(max_length=34, unique=True)
+    direction = models.CharField(max_length=10, default=INBOUND)
+    from_number = models.CharField(max_length=32, db_index=True)
+    to_number = models.CharField(max_length=32)
+    phone_number = models.ForeignKey(PhoneNumber, null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="calls")
+    agent = models.ForeignKey("agents.Agent", null=True, blank=True, on_delete=models.SET_NULL, related_name="calls")
+    customer = models.ForeignKey("customers.Customer", null=True, blank=True, on_delete=models.SET_NULL,
+                                 related_name="calls")
+    status = models.CharField(max_length=12, default=RINGING, db_index=True)
+    rejection_reason = models.CharField(max_length=40, blank=True, default="")
+    end_reason = models.CharField(max_length=40, blank=True, default="")
+    started_at = models.DateTimeField(auto_now_add=True)
+    answered_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    duration_seconds = models.PositiveIntegerField(null=True, blank=True)
+    # [{"role": "agent"|"caller", "text", "at" (seconds into the call), "interrupted"?, "dtmf"?}]
+    transcript = models.JSONField(default=list, blank=True)
+    # Per-turn latency marks (seconds into the call) and what the caller heard.
+    turns = models.JSONField(default=list, blank=True)
+    summary = models.TextField(blank=True, default="")
+    extraction = models.JSONField(default=dict, blank=True)
+    summary_status = models.CharField(max_length=10, default="none")  # none|pending|done|failed
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["from_number", "-created_at"], name="call_caller_history")]
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.from_number} -> {self.to_number} ({self.status})"

@@ -11,9 +11,10 @@ from django.conf import settings
 from django.db import connection
 from django_tenants.utils import tenant_context
 
+from agents.anthropic_client import LlmFailure
 from nixflex.celery import platform_task, tenant_task
 from telephony.models import PhoneNumber
-from telephony.services import jobs, numbers
+from telephony.services import calls, jobs, numbers
 from tenants.models import Account
 
 logger = logging.getLogger(__name__)
@@ -55,3 +56,8 @@ def check_all_webhooks() -> None:
 def _resume_jobs_on_worker_start(**kwargs: Any) -> None:
     # A worker that comes back after a crash picks up what the dead one left.
     resume_stalled_jobs.delay()
+
+
+@tenant_task(name="telephony.summarize_call", autoretry_for=(LlmFailure,), retry_backoff=5, max_retries=3)
+def summarize_call(call_id: str) -> None:
+    calls.write_summary(call_id)

@@ -26,6 +26,7 @@ import requests
 from django.conf import settings
 from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.rest import Client
+from twilio.twiml.voice_response import VoiceResponse
 
 from nixflex.errors import ApiError
 from telephony.twilio_http import make_client
@@ -180,3 +181,34 @@ def _number(resource: object) -> TwilioNumber:
         status_callback=resource.status_callback or "",
         voice_application_sid=resource.voice_application_sid or "",
     )
+
+
+class CallControl:
+    """Twilio REST actions on a live call (hang up, transfer, a last <Say>)."""
+
+    def __init__(self, gateway: TwilioGateway, call_sid: str) -> None:
+        self._gateway = gateway
+        self._call_sid = call_sid
+
+    def _update(self, action: str, **params: str) -> None:
+        try:
+            with self._gateway._translate(action):
+                self._gateway._client.calls(self._call_sid).update(**params)
+        except TwilioRejected as exc:
+            # 21220: the call already ended -- nothing left to do.
+            if exc.twilio_error.get("code") != 21220:
+                raise
+
+    def hang_up(self) -> None:
+        self._update("hang up", status="completed")
+
+    def transfer(self, number: str) -> None:
+        response = VoiceResponse()
+        response.dial(number)
+        self._update("transfer", twiml=str(response))
+
+    def say_and_hang_up(self, text: str) -> None:
+        response = VoiceResponse()
+        response.say(text)
+        response.hangup()
+        self._update("say and hang up", twiml=str(response))

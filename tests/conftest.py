@@ -41,15 +41,26 @@ def _admin_dsn() -> dict[str, Any]:
 def django_db_setup(django_db_blocker: Any) -> Iterator[None]:
     """A fresh database for the session: dropped, created, migrated (public, template)."""
     name = settings.DATABASES["default"]["NAME"]
-    assert "test" in name, f"refusing to recreate non-test database {name!r}"
+    assert "_test_" in name, f"refusing to recreate non-test database {name!r}"
+    base = name.rsplit("_", 1)[0]
     with django_db_blocker.unblock():
         connections.close_all()
         with psycopg.connect(**{k: v for k, v in _admin_dsn().items() if v}, autocommit=True) as admin:
+            # Databases of earlier runs that died without cleaning up.
+            for (stale,) in admin.execute("SELECT datname FROM pg_database WHERE datname LIKE %s",
+                                          [base.replace("_", r"\_") + r"\_%"]).fetchall():
+                suffix = stale.rsplit("_", 1)[-1]
+                if stale != name and suffix.isdigit() and not os.path.exists(f"/proc/{suffix}"):
+                    admin.execute(f'DROP DATABASE IF EXISTS "{stale}" WITH (FORCE)')
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             admin.execute(f'CREATE DATABASE "{name}"')
         call_command("migrate_all", verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)
     yield
+    with django_db_blocker.unblock():
+        connections.close_all()
+        with psycopg.connect(**{k: v for k, v in _admin_dsn().items() if v}, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -164,6 +175,34 @@ def twilio_standin() -> Iterator["TwilioStandin"]:
     standin.stop_thread()
 
 
+@pytest.fixture(scope="session")
+def deepgram_standin() -> Iterator[Any]:
+    from standins.deepgram_api import DeepgramStandin
+
+    standin = DeepgramStandin()
+    url = standin.start_in_thread()
+    os.environ["DEEPGRAM_BASE_URL"] = settings.DEEPGRAM_BASE_URL = url
+    yield standin
+    standin.stop_thread()
+
+
+@pytest.fixture(scope="session")
+def anthropic_standin() -> Iterator[Any]:
+    from standins.anthropic_api import AnthropicStandin
+
+    standin = AnthropicStandin()
+    url = standin.start_in_thread()
+    os.environ["ANTHROPIC_BASE_URL"] = settings.ANTHROPIC_BASE_URL = url
+    yield standin
+    standin.stop_thread()
+
+
+@pytest.fixture(scope="session")
+def providers(twilio_standin: Any, deepgram_standin: Any, anthropic_standin: Any) -> Any:
+    """All three stand-ins, with the environment that points servers and workers at them."""
+    return {"twilio": twilio_standin, "deepgram": deepgram_standin, "anthropic": anthropic_standin}
+
+
 @pytest.fixture
 def twilio(twilio_standin: Any) -> Iterator[Any]:
     """The Twilio stand-in, with no latency or injected failures left from other tests."""
@@ -202,7 +241,7 @@ def start_celery_worker(concurrency: int = 2, hostname: str | None = None, beat:
 
 
 @pytest.fixture(scope="session")
-def celery_worker(twilio_standin: Any) -> Iterator[subprocess.Popen]:
+def celery_worker(providers: Any) -> Iterator[subprocess.Popen]:
     """A real Celery worker process consuming this session's queue."""
     proc = start_celery_worker()
     time.sleep(0.5)
@@ -223,3 +262,42 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: floa
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         time.sleep(interval)
+
+
+# --- A real ASGI server (uvicorn), HTTP + WebSocket ---------------------------------------
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def asgi_server(providers: Any) -> Iterator[str]:
+    """uvicorn serving nixflex.asgi in its own process, pointed at the stand-ins."""
+    import urllib.request
+
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "nixflex.asgi:application", "--host", "127.0.0.1", "--port", str(port),
+         "--log-level", "warning", "--no-access-log"],
+        cwd=ROOT, env=_subprocess_env())
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/health", timeout=1)
+            break
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.1)
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()

@@ -1,0 +1,116 @@
+"""Twilio Media Streams: one consumer per live call.
+
+django-tenants' middleware does not run for WebSockets: the tenant comes from the signed
+stream token in the `start` message, and every database call runs in that schema. Per
+frame, the consumer only base64-decodes and forwards: no database, no channel layer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from agents.engine.conversation import CallHooks, Conversation
+from telephony import stream_tokens
+from telephony.services import live_calls
+
+logger = logging.getLogger(__name__)
+
+POLICY_VIOLATION = 4403
+
+
+class MediaStreamConsumer(AsyncWebsocketConsumer):
+    # The media path needs no channel layer: one call, one socket, one process.
+    channel_layer_alias = "no-channel-layer"
+    conversation: Conversation | None = None
+    stream_sid: str = ""
+    grant: stream_tokens.StreamGrant | None = None
+    _ended: bool = False
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels' dispatch closes stale DB connections (a thread hop) on every message;
+        # this consumer touches the database only at start and end, through
+        # database_sync_to_async, which does that itself.
+        handler = getattr(self, message["type"].replace(".", "_"), None)
+        if handler is None:
+            raise ValueError(f"no handler for message type {message['type']}")
+        await handler(message)
+
+    async def connect(self) -> None:
+        headers = dict(self.scope.get("headers") or [])
+        self.upgrade_signature = headers.get(b"x-twilio-signature", b"").decode()
+        await self.accept()
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if text_data is None:
+            return
+        message = json.loads(text_data)
+        event = message.get("event")
+        if event == "media":
+            if self.conversation is not None and message["media"].get("track", "inbound") == "inbound":
+                await self.conversation.on_caller_audio(base64.b64decode(message["media"]["payload"]))
+        elif event == "mark":
+            if self.conversation is not None:
+                await self.conversation.on_mark(message.get("mark", {}).get("name", ""))
+        elif event == "start":
+            await self._start(message)
+        elif event == "dtmf":
+            if self.conversation is not None:
+                await self.conversation.on_dtmf(str(message.get("dtmf", {}).get("digit", "")))
+        elif event == "stop":
+            await self._end("caller_hung_up")
+            await self.close()
+
+    async def disconnect(self, code: int) -> None:
+        await self._end("stream_closed")
+
+    async def _start(self, message: dict[str, Any]) -> None:
+        start = message.get("start") or {}
+        params = start.get("customParameters") or {}
+        self.stream_sid = message.get("streamSid") or start.get("streamSid") or ""
+        try:
+            grant = stream_tokens.verify(str(params.get("token", "")), call_id=str(params.get("call_id", "")))
+            if not await stream_tokens.consume(grant):
+                raise stream_tokens.InvalidStreamToken("token already used")
+            live = await database_sync_to_async(live_calls.open_live_call)(
+                schema_name=grant.schema_name, call_id=grant.call_id, signature=self.upgrade_signature,
+                stream_url=live_calls.stream_url())
+        except (stream_tokens.InvalidStreamToken, live_calls.StreamRefused) as exc:
+            logger.warning("media stream refused: %s", exc)
+            await self.close(code=POLICY_VIOLATION)
+            return
+        self.grant = grant
+        control = live.control
+        hooks = CallHooks(
+            hang_up=lambda: asyncio.to_thread(control.hang_up),
+            transfer=lambda number: asyncio.to_thread(control.transfer, number),
+            say_and_hang_up=lambda text: asyncio.to_thread(control.say_and_hang_up, text),
+        )
+        self.conversation = Conversation(live.setup, sink=self, hooks=hooks)
+        await self.conversation.start()
+
+    async def _end(self, reason: str) -> None:
+        if self._ended or self.conversation is None or self.grant is None:
+            return
+        self._ended = True
+        outcome = await self.conversation.finish(reason)
+        await database_sync_to_async(live_calls.close_live_call)(
+            schema_name=self.grant.schema_name, call_id=self.grant.call_id, outcome=outcome)
+
+    # --- MediaSink: audio and control back to Twilio ----------------------------------
+    async def send_media(self, frame: bytes) -> None:
+        payload = base64.b64encode(frame).decode()
+        await self.send(text_data='{"event":"media","streamSid":"%s","media":{"payload":"%s"}}'
+                        % (self.stream_sid, payload))
+
+    async def send_mark(self, name: str) -> None:
+        await self.send(text_data=json.dumps({"event": "mark", "streamSid": self.stream_sid, "mark": {"name": name}}))
+
+    async def send_clear(self) -> None:
+        await self.send(text_data=json.dumps({"event": "clear", "streamSid": self.stream_sid}))

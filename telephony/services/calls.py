@@ -1,0 +1,196 @@
+"""Calls: answering Twilio's voice webhook, status callbacks, and call records.
+
+Twilio webhooks arrive on the public host: the account comes from the public number
+route (`To` for inbound), the signature is checked with that number's own Twilio auth
+token over the URL built from PUBLIC_BASE_URL, and nothing is written before it passes.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from django_tenants.utils import tenant_context
+from twilio.request_validator import RequestValidator
+from twilio.twiml.voice_response import Connect, VoiceResponse
+
+from nixflex.errors import ApiError
+from telephony import concurrency, stream_tokens
+from telephony.models import Call, PhoneNumber
+from tenants.models import Account, NumberRoute
+
+logger = logging.getLogger(__name__)
+
+NOT_IN_SERVICE = "Sorry, the number you have called is not in service. Goodbye."
+LINES_BUSY = "Sorry, all our lines are busy right now. Please call again in a few minutes. Goodbye."
+MEDIA_PATH = "/media"
+
+
+class WebhookForbidden(Exception):
+    """A Twilio webhook whose signature does not check out."""
+
+
+@dataclass(frozen=True)
+class WebhookAnswer:
+    twiml: str
+    call_id: str | None = None
+
+
+def _say_and_hang_up(text: str) -> str:
+    response = VoiceResponse()
+    response.say(text)
+    response.hangup()
+    return str(response)
+
+
+def stream_url() -> str:
+    base = settings.PUBLIC_BASE_URL
+    scheme, _, rest = base.partition("://")
+    return f"{'wss' if scheme == 'https' else 'ws'}://{rest}{MEDIA_PATH}"
+
+
+def _stream_twiml(call: Call, schema_name: str) -> str:
+    response = VoiceResponse()
+    connect = Connect()
+    stream = connect.stream(url=stream_url())
+    # No query string on stream URLs (Twilio 31920): values travel as parameters.
+    stream.parameter(name="call_id", value=call.id)
+    stream.parameter(name="token", value=stream_tokens.issue(call_id=call.id, schema_name=schema_name))
+    response.append(connect)
+    return str(response)
+
+
+def _route(e164: str) -> NumberRoute | None:
+    return NumberRoute.objects.select_related("account").filter(
+        phone_number=e164, state=NumberRoute.ACTIVE, account__is_active=True).first()
+
+
+def _check_signature(number: PhoneNumber, url: str, params: Mapping[str, str], signature: str) -> None:
+    validator = RequestValidator(number.twilio_auth_token)
+    if not signature or not validator.validate(url, dict(params), signature):
+        raise WebhookForbidden(f"bad Twilio signature for {number.phone_number}")
+    if params.get("AccountSid") and params["AccountSid"] != number.twilio_account_sid:
+        raise WebhookForbidden("AccountSid does not own this number")
+
+
+def answer_inbound_call(*, params: Mapping[str, str], signature: str, url: str) -> WebhookAnswer:
+    """POST /twilio/voice: TwiML that connects the call to the agent's media stream."""
+    to = params.get("To", "")
+    route = _route(to)
+    if route is None:
+        logger.info("inbound call to %s: no such number", to)
+        return WebhookAnswer(_say_and_hang_up(NOT_IN_SERVICE))
+    account = route.account
+    with tenant_context(account):
+        number = PhoneNumber.objects.select_related("agent", "customer").filter(phone_number=to).first()
+        if number is None:
+            return WebhookAnswer(_say_and_hang_up(NOT_IN_SERVICE))
+        _check_signature(number, url, params, signature)
+        call_sid = params.get("CallSid", "")
+        existing = Call.objects.filter(twilio_call_sid=call_sid).first()
+        if existing is not None:  # Twilio retried the webhook
+            if existing.status == Call.REJECTED:
+                return WebhookAnswer(_say_and_hang_up(LINES_BUSY), existing.id)
+            return WebhookAnswer(_stream_twiml(existing, account.schema_name), existing.id)
+        call = Call.objects.create(
+            twilio_call_sid=call_sid, direction=Call.INBOUND, from_number=params.get("From", ""),
+            to_number=to, phone_number=number, agent=number.agent, customer=number.customer,
+            status=Call.RINGING,
+        )
+        full = concurrency.admit(schema_name=account.schema_name, call_id=call.id,
+                                 account_limit=account.max_concurrent_calls,
+                                 lease_seconds=number.agent.max_call_seconds + 120)
+        if full is not None:
+            logger.warning("call %s rejected: %s concurrent call limit", call.id, full)
+            Call.objects.filter(pk=call.pk).update(status=Call.REJECTED, rejection_reason="concurrent_call_limit",
+                                                   end_reason=f"{full}_limit", ended_at=timezone.now())
+            return WebhookAnswer(_say_and_hang_up(LINES_BUSY), call.id)
+        return WebhookAnswer(_stream_twiml(call, account.schema_name), call.id)
+
+
+def record_status(*, params: Mapping[str, str], signature: str, url: str) -> None:
+    """POST /twilio/status: idempotent, and never moves a call's status backwards."""
+    call_sid = params.get("CallSid", "")
+    for e164 in (params.get("To", ""), params.get("From", "")):
+        route = _route(e164)
+        if route is None:
+            continue
+        with tenant_context(route.account):
+            number = PhoneNumber.objects.filter(phone_number=e164).first()
+            call = Call.objects.filter(twilio_call_sid=call_sid).first()
+            if number is None or call is None:
+                continue
+            _check_signature(number, url, params, signature)
+            _apply_status(route.account, call, params)
+            return
+    logger.info("status callback for unknown call %s", call_sid)
+
+
+def _apply_status(account: Account, call: Call, params: Mapping[str, str]) -> None:
+    status = params.get("CallStatus", "")
+    if status not in Call.STATUS_RANK:
+        return
+    with transaction.atomic():
+        call = Call.objects.select_for_update().get(pk=call.pk)
+        if Call.STATUS_RANK[status] <= Call.STATUS_RANK.get(call.status, 0) and not (
+                status in Call.TERMINAL and call.status not in Call.TERMINAL):
+            # Same or older news. A terminal status may still carry the duration.
+            if status == call.status and call.duration_seconds is None and params.get("CallDuration"):
+                call.duration_seconds = int(params["CallDuration"])
+                call.save(update_fields=["duration_seconds", "updated_at"])
+            return
+        call.status = status
+        fields = ["status", "updated_at"]
+        if status == Call.IN_PROGRESS and call.answered_at is None:
+            call.answered_at = timezone.now()
+            fields.append("answered_at")
+        if status in Call.TERMINAL:
+            call.ended_at = call.ended_at or timezone.now()
+            fields.append("ended_at")
+            if params.get("CallDuration", "").isdigit():
+                call.duration_seconds = int(params["CallDuration"])
+                fields.append("duration_seconds")
+        call.save(update_fields=fields)
+    if status in Call.TERMINAL:
+        concurrency.release(schema_name=account.schema_name, call_id=call.id)
+
+
+def get_call(call_id: str) -> Call:
+    call = Call.objects.filter(id=call_id).first()
+    if call is None:
+        raise ApiError("call_not_found", details={"call_id": call_id})
+    return call
+
+
+def render_call(call: Call, detail: bool = False) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": call.id, "object": "call", "direction": call.direction, "status": call.status,
+        "from_number": call.from_number, "to_number": call.to_number, "agent_id": call.agent_id,
+        "customer_id": call.customer_id, "twilio_call_sid": call.twilio_call_sid,
+        "rejection_reason": call.rejection_reason or None, "end_reason": call.end_reason or None,
+        "started_at": call.started_at, "answered_at": call.answered_at, "ended_at": call.ended_at,
+        "duration_seconds": call.duration_seconds, "summary": call.summary or None,
+        "created_at": call.created_at,
+    }
+    if detail:
+        body.update(transcript=call.transcript, turns=call.turns, extraction=call.extraction,
+                    summary_status=call.summary_status)
+    return body
+
+
+def write_summary(call_id: str) -> None:
+    """The post-call job: Claude summarises the call and fills the agent's extraction fields."""
+    from agents.summaries import summarize_transcript
+
+    call = Call.objects.select_related("agent").filter(id=call_id).first()
+    if call is None or call.summary_status == "done":
+        return
+    model = call.agent.model if call.agent else settings.DEFAULT_CLAUDE_MODEL
+    fields = list(call.agent.extraction_fields) if call.agent else []
+    summary, extraction = summarize_transcript(model=model, transcript=call.transcript, fields=fields)
+    Call.objects.filter(pk=call.pk).update(summary=summary, extraction=extraction, summary_status="done",
+                                           updated_at=timezone.now())
