@@ -15,6 +15,11 @@ from typing import Any, Awaitable, Callable
 
 from deepgram import AsyncDeepgramClient
 from deepgram.environment import DeepgramClientEnvironment
+# Imported here, at process start, not lazily on the first call: a lazy import in the
+# middle of a call blocks the event loop, and every call's audio with it.
+from deepgram.listen.v1 import socket_client as _listen_socket  # noqa: F401
+from deepgram.speak.v1 import socket_client as _speak_socket  # noqa: F401
+from deepgram.speak.v1.types.speak_v1text import SpeakV1Text
 from django.conf import settings
 
 logger = logging.getLogger(__name__)
@@ -184,8 +189,6 @@ class TextToSpeech:
             return False
 
     async def speak(self, text: str, flush: bool) -> bool:
-        from deepgram.speak.v1.types.speak_v1text import SpeakV1Text
-
         if self._socket is None and not await self.wait_connected(2.0):
             return False
         try:

@@ -86,6 +86,7 @@ class CallRecording:
     gaps: int = 0
     inter_arrival_jitter_ms: list[float] = field(default_factory=list)
     redirect_twiml: str = ""
+    stream_params: dict[str, str] = field(default_factory=dict)
 
     @property
     def agent_texts(self) -> list[str]:
@@ -96,7 +97,8 @@ class SimulatedCall:
     def __init__(self, *, server_url: str, public_base_url: str, twilio_url: str, account_sid: str, auth_token: str,
                  from_number: str, to_number: str, script: list[Utterance], max_seconds: float = 60.0,
                  hangup_grace_s: float = 1.5, start_extra: dict[str, Any] | None = None,
-                 tamper_token: bool = False, sign_upgrade: bool = True) -> None:
+                 tamper_token: bool = False, sign_upgrade: bool = True,
+                 upgrade_auth_token: str | None = None) -> None:
         self.server_url = server_url.rstrip("/")
         self.public_base_url = public_base_url.rstrip("/")
         self.twilio_url = twilio_url.rstrip("/")
@@ -109,6 +111,7 @@ class SimulatedCall:
         self.hangup_grace_s = hangup_grace_s
         self.tamper_token = tamper_token
         self.sign_upgrade = sign_upgrade
+        self.upgrade_auth_token = upgrade_auth_token or auth_token
         self.rec = CallRecording()
         self.stream_params: dict[str, str] = {}
         # playback state (Twilio's buffer)
@@ -117,6 +120,7 @@ class SimulatedCall:
         self._played_bytes = 0
         self._queued_bytes = 0
         self._current: AgentSpeech | None = None
+        self._utterance_marks = 0
         self._current_audio = bytearray()
         self._last_frame_at: float | None = None
         self._caller_frames: list[bytes] = []
@@ -145,7 +149,7 @@ class SimulatedCall:
                 self.rec.ended_by = "twiml"
                 return self.rec
             url, params = stream
-            self.stream_params = params
+            self.stream_params = self.rec.stream_params = params
             self.rec.call_id = params.get("call_id", "")
             await self._stream(session, url, params)
         return self.rec
@@ -172,7 +176,7 @@ class SimulatedCall:
         local = url.replace(_ws_origin(self.public_base_url), _ws_origin(self.server_url), 1)
         headers = {}
         if self.sign_upgrade:
-            headers["X-Twilio-Signature"] = RequestValidator(self.auth_token).compute_signature(url, {})
+            headers["X-Twilio-Signature"] = RequestValidator(self.upgrade_auth_token).compute_signature(url, {})
         if self.tamper_token:
             params = {**params, "token": params.get("token", "") + "x"}
         async with session.ws_connect(local, headers=headers, max_msg_size=0, autoping=True) as ws:
@@ -241,6 +245,7 @@ class SimulatedCall:
         self._last_frame_at = now
         if self._current is None:
             self._current = AgentSpeech(text="", started=now)
+            self._utterance_marks = 0
             self.rec.agent.append(self._current)
             self._current_audio = bytearray()
             self._agent_done.clear()
@@ -293,13 +298,20 @@ class SimulatedCall:
         if self._playback:
             del self._playback[:160]
             self._played_bytes += 160
-        elif self._current is not None and self._pending_marks:
-            self.rec.gaps += 1  # the agent's chunk has not all arrived yet: a gap
+        elif self._current is not None and not self._utterance_marks:
+            # Mid-utterance (its mark has not come yet) with nothing to play: the caller
+            # hears a gap.
+            self.rec.gaps += 1
         while self._pending_marks and self._pending_marks[0][0] <= self._played_bytes:
             _, name = self._pending_marks.pop(0)
+            self._utterance_marks += 1
             await self._echo_mark(name)
         if not self._playback and not self._pending_marks and self._current is not None:
-            self._finish_agent_speech()
+            # An utterance ends once its audio has played and its mark came back (or the
+            # agent sent nothing more for a while).
+            silent_for = self.now() - (self._last_frame_at or 0.0)
+            if self._utterance_marks or silent_for > 1.5:
+                self._finish_agent_speech()
 
     # --- the caller's script -----------------------------------------------------------
     async def _script_driver(self) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from agents import deepgram_client, anthropic_client  # noqa: F401  (warm the SDK imports at load)
 from agents.engine.conversation import CallHooks, Conversation
 from telephony import stream_tokens
 from telephony.services import live_calls

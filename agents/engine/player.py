@@ -19,13 +19,13 @@ SILENCE_BYTE = 0xFF
 
 class AudioPlayer:
     def __init__(self, send_media: Callable[[bytes], Awaitable[None]], send_mark: Callable[[str], Awaitable[None]],
-                 lead_frames: int = 5) -> None:
+                 lead_frames: int = 10) -> None:
         self._send_media = send_media
         self._send_mark = send_mark
         self._lead = lead_frames
         self._buffer = bytearray()
-        self._queued_frames = 0  # frames enqueued in this talk spurt (incl. sent)
-        self._sent = 0  # frames sent in this talk spurt
+        self._sent = 0  # frames sent in this talk spurt (for pacing)
+        self._position = 0  # frames sent since the call started (marks are placed on this)
         self._marks: deque[tuple[int, str]] = deque()  # (after frame n, name), not yet sent
         self._outstanding: list[str] = []  # marks sent, not yet echoed by Twilio
         self._wakeup = asyncio.Event()
@@ -44,7 +44,7 @@ class AudioPlayer:
         remainder = len(self._buffer) % FRAME_BYTES
         if remainder:
             self._buffer += bytes([SILENCE_BYTE]) * (FRAME_BYTES - remainder)
-        self._marks.append((self._sent + len(self._buffer) // FRAME_BYTES, name))
+        self._marks.append((self._position + len(self._buffer) // FRAME_BYTES, name))
         self._wakeup.set()
 
     def clear(self) -> list[str]:
@@ -90,7 +90,7 @@ class AudioPlayer:
             due = int((loop.time() - self._t0) / FRAME_SECONDS) + 1 + self._lead
             while self._sent < due and len(self._buffer) >= FRAME_BYTES:
                 await self._send_frame()
-            while self._marks and self._marks[0][0] <= self._sent:
+            while self._marks and self._marks[0][0] <= self._position:
                 _, name = self._marks.popleft()
                 self._outstanding.append(name)
                 await self._send_mark(name)
@@ -110,6 +110,7 @@ class AudioPlayer:
         frame = bytes(self._buffer[:FRAME_BYTES])
         del self._buffer[:FRAME_BYTES]
         self._sent += 1
+        self._position += 1
         self.frames_sent_total += 1
         if self.on_first_frame is not None:
             callback, self.on_first_frame = self.on_first_frame, None
