@@ -249,6 +249,9 @@ LOGGING = {
         "django.db.backends": {"level": "WARNING"},
         # 4xx answers are the API working as designed; the envelope tells the caller.
         "django.request": {"level": "ERROR"},
+        # One line per provider request is noise at INFO; failures are logged by the adapters.
+        "httpx": {"level": "WARNING"},
+        "httpx2": {"level": "WARNING"},
     },
 }
 

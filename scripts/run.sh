@@ -26,7 +26,7 @@ fi
 
 python manage.py collectstatic --noinput -v 0
 python manage.py migrate_all -v 0
-demo="$(python manage.py seed_demo)"
+demo="$(python manage.py seed_demo ${OFFLINE:+--twilio-standin "$TWILIO_API_BASE_URL" --anthropic-standin "$ANTHROPIC_BASE_URL"})"
 
 python -m uvicorn nixflex.asgi:application --host 127.0.0.1 --port "$PORT" --log-level warning \
   > .data/logs/web.log 2>&1 &
@@ -40,7 +40,8 @@ for _ in $(seq 1 100); do
   sleep 0.2
 done
 
-python - "$demo" "$PORT" "${OFFLINE:-0}" <<'PY'
+env_prefix="DATABASE_URL=$DATABASE_URL REDIS_URL=$REDIS_URL PUBLIC_BASE_URL=$PUBLIC_BASE_URL TWILIO_API_BASE_URL=${TWILIO_API_BASE_URL:-}"
+python - "$demo" "$PORT" "${OFFLINE:-0}" "$env_prefix" <<'PY'
 import json, sys
 demo, port, offline = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3] == "1"
 key = f"{demo['key_id']}:{demo['key_secret']}"
@@ -52,6 +53,7 @@ Nixflex is running.
   Demo API key     {key}
   Demo agent       {demo['agent_id']}
   Try:             curl -H "Authorization: Bearer {key}" http://localhost:{port}/v1/agents
+{f"  Call the demo:   {sys.argv[4]} .venv/bin/python manage.py simulate_call --to {demo['phone_number']}" if demo.get("phone_number") else ""}
   Logs             .data/logs/ (web.log, worker.log{', standins.log' if offline else ''})
 {"  Providers        offline stand-ins (Twilio :18010, Deepgram :18011, Anthropic :18012)" if offline else ""}
 Press Ctrl-C to stop.""")

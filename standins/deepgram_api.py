@@ -348,6 +348,8 @@ class _ListenSession:
             self.rec["transcripts"].append({
                 "transcript": transcript, "start": msg["start"], "duration": msg["duration"],
                 "speech_final": speech_final, "from_finalize": from_finalize,
+                # CLOCK_MONOTONIC is system-wide: benchmarks compare it with other processes'.
+                "sent_at": time.monotonic(),
             })
         else:
             self.rec["interims"] += 1
