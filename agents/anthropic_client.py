@@ -4,6 +4,7 @@ during calls, and one-shot completions (post-call summaries) in workers."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import weakref
 from dataclasses import dataclass, field
@@ -51,35 +52,60 @@ class ToolCall:
 async def stream_reply(*, model: str, system: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
                        max_tokens: int = 300,
                        first_token_timeout: float | None = None) -> AsyncIterator[TextDelta | ToolCall]:
-    """Claude's reply as it streams: text deltas, then any tool calls."""
+    """Claude's reply as it streams: text deltas, then any tool calls.
+
+    Raw events (`create(stream=True)`), not the `messages.stream()` helper: the helper
+    rebuilds a snapshot of the whole message on every event, which costs the live path
+    milliseconds per turn for nothing here.
+    """
     first_token_timeout = first_token_timeout or settings.LLM_FIRST_TOKEN_TIMEOUT_SECONDS
+    tool_name: str | None = None
+    tool_json: list[str] = []
+    calls: list[ToolCall] = []
     try:
-        async with async_client().messages.stream(
-            # anthropic 2.x has no sampling parameters (temperature) on Messages any more.
+        # anthropic 2.x has no sampling parameters (temperature) on Messages any more.
+        stream = await asyncio.wait_for(async_client().messages.create(
             model=model, system=system, messages=messages, tools=tools or anthropic.NOT_GIVEN,
-            max_tokens=max_tokens,
-        ) as stream:
-            iterator = stream.text_stream.__aiter__()
+            max_tokens=max_tokens, stream=True), first_token_timeout)
+        async with stream:
+            iterator = stream.__aiter__()
             first = True
             while True:
                 try:
-                    if first:
-                        text = await asyncio.wait_for(iterator.__anext__(), first_token_timeout)
-                    else:
-                        text = await iterator.__anext__()
+                    event = await (asyncio.wait_for(iterator.__anext__(), first_token_timeout) if first
+                                   else iterator.__anext__())
                 except StopAsyncIteration:
                     break
                 except asyncio.TimeoutError:
                     raise LlmFailure("no first token in time") from None
-                first = False
-                if text:
-                    yield TextDelta(text)
-            final = await stream.get_final_message()
+                kind = event.type
+                if kind == "content_block_delta":
+                    first = False
+                    delta = event.delta
+                    if delta.type == "text_delta":
+                        if delta.text:
+                            yield TextDelta(delta.text)
+                    elif delta.type == "input_json_delta":
+                        tool_json.append(delta.partial_json)
+                elif kind == "content_block_start" and event.content_block.type == "tool_use":
+                    tool_name, tool_json = event.content_block.name, []
+                elif kind == "content_block_stop" and tool_name is not None:
+                    calls.append(ToolCall(name=tool_name, input=_tool_input("".join(tool_json))))
+                    tool_name = None
+    except asyncio.TimeoutError:
+        raise LlmFailure("Claude did not answer in time") from None
     except (anthropic.APIError, anthropic.APIConnectionError) as exc:
         raise LlmFailure(f"{type(exc).__name__}: {getattr(exc, 'message', exc)}") from None
-    for block in final.content:
-        if block.type == "tool_use":
-            yield ToolCall(name=block.name, input=dict(block.input or {}))
+    for call in calls:
+        yield call
+
+
+def _tool_input(raw: str) -> dict[str, Any]:
+    try:
+        value = json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def complete_json(*, model: str, system: str, prompt: str, max_tokens: int = 600) -> str:

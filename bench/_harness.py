@@ -46,8 +46,9 @@ def free_port() -> int:
 
 def start_server(port: int, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
     env = {**os.environ, **(extra_env or {})}
+    profile = ["-m", "cProfile", "-o", os.environ["BENCH_PROFILE"]] if os.environ.get("BENCH_PROFILE") else []
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "nixflex.asgi:application", "--host", "127.0.0.1", "--port", str(port),
+        [sys.executable, *profile, "-m", "uvicorn", "nixflex.asgi:application", "--host", "127.0.0.1", "--port", str(port),
          "--log-level", "warning", "--no-access-log"],
         cwd=ROOT, env=env,
     )

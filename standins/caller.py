@@ -33,6 +33,7 @@ from standins import audio
 
 FRAME = 0.02
 SILENCE = b"\xff" * 160
+SILENCE_B64 = base64.b64encode(SILENCE).decode()
 
 
 @dataclass
@@ -87,6 +88,7 @@ class CallRecording:
     inter_arrival_jitter_ms: list[float] = field(default_factory=list)
     redirect_twiml: str = ""
     stream_params: dict[str, str] = field(default_factory=dict)
+    t0: float = 0.0  # time.monotonic() when the call started: the times above are relative to it
 
     @property
     def agent_texts(self) -> list[str]:
@@ -113,6 +115,7 @@ class SimulatedCall:
         self.sign_upgrade = sign_upgrade
         self.upgrade_auth_token = upgrade_auth_token or auth_token
         self.rec = CallRecording()
+        self.rec.t0 = self._t0 = time.monotonic()
         self.stream_params: dict[str, str] = {}
         # playback state (Twilio's buffer)
         self._playback = bytearray()
@@ -131,7 +134,6 @@ class SimulatedCall:
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._session: aiohttp.ClientSession | None = None
         self._stream_sid = "MZ" + secrets.token_hex(16)
-        self._t0 = time.monotonic()
 
     def now(self) -> float:
         return time.monotonic() - self._t0
@@ -282,13 +284,12 @@ class SimulatedCall:
         chunk = 0
         while not self._closed.is_set():
             tick += 1
-            frame = self._caller_frames.pop(0) if self._caller_frames else SILENCE
+            payload = base64.b64encode(self._caller_frames.pop(0)).decode() if self._caller_frames else SILENCE_B64
             if self._ws is not None and not self._ws.closed:
                 chunk += 1
                 await self._ws.send_str('{"event":"media","sequenceNumber":"%d","streamSid":"%s","media":'
                                         '{"track":"inbound","chunk":"%d","timestamp":"%d","payload":"%s"}}'
-                                        % (tick + 1, self._stream_sid, chunk, tick * 20,
-                                           base64.b64encode(frame).decode()))
+                                        % (tick + 1, self._stream_sid, chunk, tick * 20, payload))
             await self._play_one()
             delay = start + tick * FRAME - loop.time()
             if delay > 0:
