@@ -25,12 +25,12 @@ _FILTERS = [
 
 
 class CallListApi(APIView):
-    @extend_schema(parameters=_FILTERS, responses={200: dict})
+    @extend_schema(operation_id="calls_list", parameters=_FILTERS, responses={200: dict})
     def get(self, request: Request) -> Response:
         return Response(paginate(request, selectors.list_calls(request.query_params), render_call))
 
 
 class CallDetailApi(APIView):
-    @extend_schema(responses={200: dict})
+    @extend_schema(operation_id="calls_get", responses={200: dict})
     def get(self, request: Request, call_id: str) -> Response:
         return Response(render_call(get_call(call_id), detail=True))

@@ -78,33 +78,32 @@ class AudioPlayer:
     # --- the timer ---------------------------------------------------------------------
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
+        in_spurt = False
         while not self._closed:
-            if len(self._buffer) < FRAME_BYTES and not self._marks:
+            if len(self._buffer) < FRAME_BYTES:
+                await self._send_due_marks()  # marks after the last audio
+                in_spurt = False
                 self._wakeup.clear()
-                await self._wakeup.wait()
-                if self._closed:
-                    return
-                self._t0 = loop.time()  # a new talk spurt starts now
-                self._sent = 0
+                if len(self._buffer) < FRAME_BYTES and not self._closed:
+                    await self._wakeup.wait()
                 continue
+            if not in_spurt:  # a talk spurt starts: its clock starts now
+                in_spurt = True
+                self._t0 = loop.time()
+                self._sent = 0
             due = int((loop.time() - self._t0) / FRAME_SECONDS) + 1 + self._lead
             while self._sent < due and len(self._buffer) >= FRAME_BYTES:
                 await self._send_frame()
-            while self._marks and self._marks[0][0] <= self._position:
-                _, name = self._marks.popleft()
-                self._outstanding.append(name)
-                await self._send_mark(name)
-            if len(self._buffer) < FRAME_BYTES:
-                if self._marks:  # a mark waits for audio that will never come: send it
-                    while self._marks:
-                        _, name = self._marks.popleft()
-                        self._outstanding.append(name)
-                        await self._send_mark(name)
-                continue
-            next_due = self._t0 + (self._sent - self._lead) * FRAME_SECONDS
-            delay = next_due - loop.time()
-            if delay > 0:
+                await self._send_due_marks()
+            delay = self._t0 + (self._sent - self._lead) * FRAME_SECONDS - loop.time()
+            if delay > 0 and len(self._buffer) >= FRAME_BYTES:
                 await asyncio.sleep(delay)
+
+    async def _send_due_marks(self) -> None:
+        while self._marks and self._marks[0][0] <= self._position:
+            _, name = self._marks.popleft()
+            self._outstanding.append(name)
+            await self._send_mark(name)
 
     async def _send_frame(self) -> None:
         frame = bytes(self._buffer[:FRAME_BYTES])
