@@ -20,6 +20,12 @@ def api_description() -> str:
         "|---|---|",
         *[f"| `{t}` | {s} |" for t, s in TYPE_STATUS.items()],
         "",
+        "Twilio credentials: `twilio_invalid_credentials` means Twilio rejected the Account SID and auth "
+        "token sent with the request (importing a number); `twilio_auth_failed` means Twilio answered "
+        "error 20003 for credentials stored earlier (the token was rotated or the account closed) while "
+        "acting on an imported number. Both carry `details.twilio_error` with Twilio's code and message. "
+        "Twilio outages and timeouts are `provider_unavailable` (502): retry later.",
+        "",
         "| code | type | status | meaning |",
         "|---|---|---|---|",
         *[f"| `{c.code}` | `{c.type}` | {c.status} | {c.message} |" for c in ERROR_CODES.values()],

@@ -7,7 +7,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django_tenants.admin import TenantAdminMixin
 
-from tenants.models import Account, AgentDirectoryEntry, ApiKey, Domain
+from tenants.models import Account, AgentDirectoryEntry, ApiKey, Domain, NumberRoute
 from tenants.services import create_api_key, revoke_api_key
 
 
@@ -58,3 +58,13 @@ class ApiKeyAdmin(admin.ModelAdmin):
 class AgentDirectoryAdmin(admin.ModelAdmin):
     list_display = ("agent_id", "account", "created_at")
     search_fields = ("agent_id",)
+
+
+@admin.register(NumberRoute)
+class NumberRouteAdmin(admin.ModelAdmin):
+    """Which account answers each imported number (inbound webhooks are routed by it)."""
+
+    list_display = ("phone_number", "account", "state", "created_at", "updated_at")
+    search_fields = ("phone_number", "account__name", "account__schema_name")
+    list_filter = ("state",)
+    readonly_fields = ("phone_number", "account", "reserved_by", "created_at", "updated_at")
