@@ -32,7 +32,16 @@ def check_account_webhooks() -> None:
 
 
 def _accounts() -> Any:
-    return Account.objects.exclude(schema_name="public").filter(is_active=True)
+    """Accounts whose schema is ready (a row is visible a moment before its schema is cloned)."""
+    ready = set(schema_names())
+    return [a for a in Account.objects.exclude(schema_name="public").filter(is_active=True)
+            if a.schema_name in ready]
+
+
+def schema_names() -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT table_schema FROM information_schema.tables WHERE table_name = 'telephony_job'")
+        return [row[0] for row in cursor.fetchall()]
 
 
 @platform_task(name="telephony.resume_stalled_jobs")

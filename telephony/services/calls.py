@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 from twilio.request_validator import RequestValidator
@@ -91,16 +91,20 @@ def answer_inbound_call(*, params: Mapping[str, str], signature: str, url: str) 
             return WebhookAnswer(_say_and_hang_up(NOT_IN_SERVICE))
         _check_signature(number, url, params, signature)
         call_sid = params.get("CallSid", "")
-        existing = Call.objects.filter(twilio_call_sid=call_sid).first()
-        if existing is not None:  # Twilio retried the webhook
-            if existing.status == Call.REJECTED:
-                return WebhookAnswer(_say_and_hang_up(LINES_BUSY), existing.id)
-            return WebhookAnswer(_stream_twiml(existing, account.schema_name), existing.id)
-        call = Call.objects.create(
-            twilio_call_sid=call_sid, direction=Call.INBOUND, from_number=params.get("From", ""),
-            to_number=to, phone_number=number, agent=number.agent, customer=number.customer,
-            status=Call.RINGING,
-        )
+        call = Call.objects.filter(twilio_call_sid=call_sid).first()
+        if call is None:
+            try:
+                with transaction.atomic():
+                    call = Call.objects.create(
+                        twilio_call_sid=call_sid, direction=Call.INBOUND, from_number=params.get("From", ""),
+                        to_number=to, phone_number=number, agent=number.agent, customer=number.customer,
+                        status=Call.RINGING,
+                    )
+            except IntegrityError:  # the same webhook delivered twice at once
+                call = Call.objects.get(twilio_call_sid=call_sid)
+        if call.status in Call.TERMINAL:  # a retried webhook for a call we refused or that ended
+            return WebhookAnswer(_say_and_hang_up(LINES_BUSY), call.id)
+        # Admission is idempotent per call: a retried webhook re-checks (or keeps) its slot.
         full = concurrency.admit(schema_name=account.schema_name, call_id=call.id,
                                  account_limit=account.max_concurrent_calls,
                                  lease_seconds=number.agent.max_call_seconds + 120)
@@ -139,7 +143,7 @@ def _apply_status(account: Account, call: Call, params: Mapping[str, str]) -> No
         if Call.STATUS_RANK[status] <= Call.STATUS_RANK.get(call.status, 0) and not (
                 status in Call.TERMINAL and call.status not in Call.TERMINAL):
             # Same or older news. A terminal status may still carry the duration.
-            if status == call.status and call.duration_seconds is None and params.get("CallDuration"):
+            if status == call.status and call.duration_seconds is None and params.get("CallDuration", "").isdigit():
                 call.duration_seconds = int(params["CallDuration"])
                 call.save(update_fields=["duration_seconds", "updated_at"])
             return

@@ -220,9 +220,6 @@ def test_a_rejected_call_stays_rejected(make_persona: Any, twilio: Any) -> None:
     assert concurrency.active_calls(line.schema) == 0
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=(
-    "telephony/services/calls.py _apply_status: the repeated-terminal branch does int(params['CallDuration']) "
-    "without the isdigit() guard the first-terminal branch has, so a non-integer CallDuration is a 500"))
 def test_duplicate_completed_with_a_malformed_duration_is_not_a_server_error(line: Line,
                                                                              call: dict[str, str]) -> None:
     callback(line, call, "completed")
