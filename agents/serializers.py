@@ -59,5 +59,10 @@ class AgentOutput(serializers.ModelSerializer):
         return "agent"
 
 
+_AGENT_FIELDS = [f for f in AgentOutput.Meta.fields if f != "object"]
+
+
 def render_agent(agent: Agent) -> dict[str, Any]:
-    return AgentOutput(agent).data
+    """The API's agent object. A plain dict (AgentOutput documents the shape): DRF's
+    ModelSerializer costs about a millisecond per agent on a list page."""
+    return {"object": "agent", **{name: getattr(agent, name) for name in _AGENT_FIELDS}}
