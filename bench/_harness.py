@@ -47,10 +47,13 @@ def free_port() -> int:
 def start_server(port: int, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
     env = {**os.environ, **(extra_env or {})}
     profile = ["-m", "cProfile", "-o", os.environ["BENCH_PROFILE"]] if os.environ.get("BENCH_PROFILE") else []
+    # The server gets core 0 to itself (the target is per process, one core); load
+    # generators and stand-ins run on the other cores (see pin_to_other_cores).
+    pin = ["taskset", "-c", "0"] if os.cpu_count() and os.cpu_count() > 1 and _has_taskset() else []
     proc = subprocess.Popen(
-        [sys.executable, *profile, "-m", "uvicorn", "nixflex.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-         "--log-level", "warning", "--no-access-log"],
-        cwd=ROOT, env=env,
+        [*pin, sys.executable, *profile, "-m", "uvicorn", "nixflex.asgi:application", "--host", "127.0.0.1", "--port", str(port),
+         "--log-level", "warning", "--no-access-log", *os.environ.get("BENCH_UVICORN_ARGS", "").split()],
+        cwd=ROOT, env=env, stdout=open("/tmp/nixflex-bench-server.log", "w"), stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -61,6 +64,19 @@ def start_server(port: int, extra_env: dict[str, str] | None = None) -> subproce
             time.sleep(0.1)
     proc.kill()
     raise RuntimeError("server did not start")
+
+
+def _has_taskset() -> bool:
+    import shutil
+
+    return shutil.which("taskset") is not None
+
+
+def pin_to_other_cores() -> None:
+    """Keep this process (and children it starts later) off the server's core."""
+    cores = os.sched_getaffinity(0) - {0}
+    if cores:
+        os.sched_setaffinity(0, cores)
 
 
 def percentile(values: list[float], p: float) -> float:

@@ -23,7 +23,7 @@ import sys
 import time
 import uuid
 
-from _harness import ROOT, free_port, percentile, setup_django, start_server
+from _harness import ROOT, free_port, percentile, pin_to_other_cores, setup_django, start_server
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -38,6 +38,7 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=3)
     args = parser.parse_args()
 
+    pin_to_other_cores()
     ports = {name: free_port() for name in ("twilio", "deepgram", "anthropic")}
     standins = subprocess.Popen(
         [sys.executable, "-m", "standins.serve", "--twilio-port", str(ports["twilio"]),
@@ -94,21 +95,32 @@ def main() -> None:
                 return await asyncio.gather(*(one(i) for i in range(n)))
 
             cpu_before, started = _cpu_seconds(server.pid), time.monotonic()
+            gen_before = _cpu_seconds(standins.pid) + sum(os.times()[:2])
             recordings = asyncio.run(run_calls())
             wall, cpu = time.monotonic() - started, _cpu_seconds(server.pid) - cpu_before
+            gen_cpu = _cpu_seconds(standins.pid) + sum(os.times()[:2]) - gen_before
             connections = requests.get(f"{urls['deepgram']}/_standin/requests").json()["connections"]
+            # End-of-turn messages the stand-in sent (speech_final with words, or UtteranceEnd).
             finals = {}
             for conn in connections:
                 if conn["kind"] == "listen":
-                    finals.setdefault(conn["tag"], []).extend(
-                        t["sent_at"] for t in conn["transcripts"] if t["speech_final"] and t["transcript"])
+                    ends = finals.setdefault(conn["tag"], [])
+                    ends += [t["sent_at"] for t in conn["transcripts"] if t["speech_final"] and t["transcript"]]
+                    ends += conn.get("utterance_ends", [])
             overhead, jitter, gaps, frames, turns_ok = [], [], 0, 0, 0
+            if os.environ.get("BENCH_DEBUG"):
+                for rec in recordings:
+                    print(rec.call_id, rec.ended_by, rec.close_code, rec.error, len(rec.agent), [a.text[:25] for a in rec.agent],
+                          [round(rec.t0 + a.started - min(finals.get(rec.call_id, [0])), 3) for a in rec.agent],
+                          len(finals.get(rec.call_id, [])))
             for rec in recordings:
-                starts = sorted(rec.t0 + a.started for a in rec.agent)
-                for sent_at in sorted(finals.get(rec.call_id, [])):
-                    later = [s for s in starts if s >= sent_at]
-                    if later:
-                        overhead.append((later[0] - sent_at) * 1000)
+                ends = sorted(finals.get(rec.call_id, []))
+                speech = [(rec.t0 + a.started, rec.t0 + (a.ended or a.started)) for a in rec.agent]
+                # Each reply: from the first end-of-turn message after the previous reply.
+                for (_, previous_end), (start, _) in zip(speech, speech[1:]):
+                    turn_ends = [t for t in ends if previous_end < t <= start]
+                    if turn_ends:
+                        overhead.append((start - turn_ends[0]) * 1000)
                         turns_ok += 1
                 jitter += rec.inter_arrival_jitter_ms
                 gaps += rec.gaps
@@ -120,7 +132,7 @@ def main() -> None:
             connection.set_schema_to_public()
             rows.append((n, turns_ok, n * len(script), percentile(overhead, 50), percentile(overhead, 99),
                          percentile(engine, 50), percentile(engine, 99), frames, gaps,
-                         percentile(jitter, 99), 100 * cpu / wall))
+                         percentile(jitter, 99), 100 * cpu / wall, 100 * gen_cpu / wall))
     finally:
         server.terminate()
         server.wait()
@@ -128,9 +140,10 @@ def main() -> None:
         standins.wait()
 
     head = ("calls", "turns", "of", "ovh p50", "ovh p99", "eng p50", "eng p99", "frames", "gaps",
-            "jit p99", "srv CPU%")
+            "jit p99", "srv CPU%", "gen CPU%")
     print("\nengine overhead per turn, ms: stand-in end-of-turn -> first agent frame at the simulator (ovh)")
-    print("and inside the engine, end-of-turn event -> first frame sent (eng); jitter: |inter-arrival - 20 ms|\n")
+    print("and inside the engine, end-of-turn event -> first frame sent (eng); jitter: |inter-arrival - 20 ms|")
+    print("srv CPU%: the server process (pinned to core 0); gen CPU%: stand-ins + simulator (the other core)\n")
     print("".join(f"{h:>10}" for h in head))
     for row in rows:
         print("".join(f"{v:>10.1f}" if isinstance(v, float) else f"{v:>10}" for v in row))

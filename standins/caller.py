@@ -89,6 +89,7 @@ class CallRecording:
     redirect_twiml: str = ""
     stream_params: dict[str, str] = field(default_factory=dict)
     t0: float = 0.0  # time.monotonic() when the call started: the times above are relative to it
+    error: str = ""  # why the stream broke, if it did
 
     @property
     def agent_texts(self) -> list[str]:
@@ -168,8 +169,10 @@ class SimulatedCall:
                   "To": self.to_number, "CallStatus": "ringing", "Direction": "inbound",
                   "ApiVersion": "2010-04-01", "Called": self.to_number, "Caller": self.from_number}
         signature = RequestValidator(self.auth_token).compute_signature(f"{self.public_base_url}/twilio/voice", params)
+        # "Connection: close": the media stream must not reuse this keep-alive connection
+        # (Twilio opens a new one; uvicorn's keep-alive timer would close a reused one).
         async with session.post(f"{self.server_url}/twilio/voice", data=params,
-                                headers={"X-Twilio-Signature": signature}) as response:
+                                headers={"X-Twilio-Signature": signature, "Connection": "close"}) as response:
             if response.status != 200:
                 raise RuntimeError(f"voice webhook answered {response.status}")
             return await response.text()
@@ -199,6 +202,8 @@ class SimulatedCall:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
                 self.rec.close_code = ws.close_code
+                if ws.exception() is not None and not self.rec.error:
+                    self.rec.error = repr(ws.exception())
                 self._finish_agent_speech()
 
     async def _hang_up(self, by: str) -> None:
@@ -217,6 +222,8 @@ class SimulatedCall:
     async def _receive(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         async for msg in ws:
             if msg.type != aiohttp.WSMsgType.TEXT:
+                if msg.type == aiohttp.WSMsgType.ERROR:
+                    self.rec.error = f"websocket error: {msg.data!r}"
                 continue
             data = json.loads(msg.data)
             event = data.get("event")

@@ -495,6 +495,7 @@ class _ListenSession:
             self.ue_armed = False
             self.emit({"type": "UtteranceEnd", "channel": [0, self.channels],
                        "last_word_end": self.last_word_end})
+            self.rec["utterance_ends"].append(time.monotonic())
         self.prev_frame = frame
 
     # ---- control
@@ -801,7 +802,7 @@ class DeepgramStandin:
                 "request_id": str(uuid.uuid4()), "created": _now_iso(),
                 "opened_at": time.time(), "closed_at": None, "status": None, "close_reason": None,
                 "bytes_received": 0, "audio_seconds": 0.0, "bytes_sent": 0,
-                "control": {}, "events": {}, "transcripts": [], "interims": 0,
+                "control": {}, "events": {}, "transcripts": [], "utterance_ends": [], "interims": 0,
                 "script_lines_used": [], "speak_texts": [], "flushes": 0, "clears": 0,
                 "synthesized": [],
             }

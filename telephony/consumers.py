@@ -14,6 +14,7 @@ import logging
 from typing import Any
 
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from agents import deepgram_client, anthropic_client  # noqa: F401  (warm the SDK imports at load)
@@ -33,6 +34,19 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
     stream_sid: str = ""
     grant: stream_tokens.StreamGrant | None = None
     _ended: bool = False
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        # Channels' loop (await_many_dispatch) creates an asyncio task per message to wait on
+        # the channel layer too; with no channel layer, a plain loop does the same work for
+        # 50 messages a second per call at a fraction of the cost.
+        self.scope = scope
+        self.channel_layer = None
+        self.base_send = send
+        try:
+            while True:
+                await self.dispatch(await receive())
+        except StopConsumer:
+            pass
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels' dispatch closes stale DB connections (a thread hop) on every message;

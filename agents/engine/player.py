@@ -15,6 +15,7 @@ from typing import Awaitable, Callable
 FRAME_BYTES = 160
 FRAME_SECONDS = 0.02
 SILENCE_BYTE = 0xFF
+EARLY_FRAMES = 0.1  # 2 ms
 
 
 class AudioPlayer:
@@ -91,13 +92,15 @@ class AudioPlayer:
                 in_spurt = True
                 self._t0 = loop.time()
                 self._sent = 0
-            due = int((loop.time() - self._t0) / FRAME_SECONDS) + 1 + self._lead
+            # A frame may go up to EARLY_FRAMES early: the event loop's timers have 1 ms
+            # resolution, and waiting for the exact instant would spin (we keep a lead anyway).
+            due = int((loop.time() - self._t0) / FRAME_SECONDS + EARLY_FRAMES) + 1 + self._lead
             while self._sent < due and len(self._buffer) >= FRAME_BYTES:
                 await self._send_frame()
                 await self._send_due_marks()
             delay = self._t0 + (self._sent - self._lead) * FRAME_SECONDS - loop.time()
-            if delay > 0 and len(self._buffer) >= FRAME_BYTES:
-                await asyncio.sleep(delay)
+            if len(self._buffer) >= FRAME_BYTES:
+                await asyncio.sleep(max(delay, 0.001))
 
     async def _send_due_marks(self) -> None:
         while self._marks and self._marks[0][0] <= self._position:
