@@ -40,10 +40,6 @@ def client() -> AsyncDeepgramClient:
     return existing
 
 
-class ProviderDown(Exception):
-    """A provider socket could not be (re)opened."""
-
-
 @dataclass(frozen=True)
 class SttOptions:
     language: str = "en"
@@ -72,13 +68,14 @@ class UtteranceEnd:
 SttEvent = Transcript | SpeechStarted | UtteranceEnd
 
 
-class SpeechToText:
-    """Deepgram live STT for one call. `send()` forwards Twilio's frames as they are."""
+class _ProviderSocket:
+    """One Deepgram WebSocket for the whole call: opened at start, reopened if it drops
+    (with a short backoff), given up after `max_reconnects` failures in a row, when
+    `on_down` tells the engine."""
 
-    def __init__(self, options: SttOptions, on_event: Callable[[SttEvent], Awaitable[None]],
-                 on_down: Callable[[], Awaitable[None]] | None = None, max_reconnects: int = 3) -> None:
-        self._options = options
-        self._on_event = on_event
+    kind = "socket"
+
+    def __init__(self, on_down: Callable[[], Awaitable[None]] | None, max_reconnects: int) -> None:
         self._on_down = on_down
         self._max_reconnects = max_reconnects
         self._socket: Any = None
@@ -86,30 +83,14 @@ class SpeechToText:
         self._closing = False
         self.reconnects = 0
 
-    async def send(self, audio: bytes) -> None:
-        socket = self._socket
-        if socket is None:
-            return  # reconnecting: this audio is lost, as on a real line glitch
-        try:
-            await socket.send_media(audio)
-        except Exception:  # the reader notices the drop and reconnects
-            self._socket = None
+    def _open(self) -> Any:
+        raise NotImplementedError
 
-    async def finalize(self) -> None:
-        if self._socket is not None:
-            try:
-                await self._socket.send_finalize()
-            except Exception:
-                pass
+    async def _handle(self, message: Any) -> None:
+        raise NotImplementedError
 
-    async def close(self) -> None:
-        self._closing = True
-        socket, self._socket = self._socket, None
-        if socket is not None:
-            try:
-                await socket.send_close_stream()
-            except Exception:
-                pass
+    async def _close_message(self, socket: Any) -> None:
+        raise NotImplementedError
 
     async def wait_connected(self, timeout: float) -> bool:
         try:
@@ -118,26 +99,40 @@ class SpeechToText:
         except asyncio.TimeoutError:
             return False
 
+    async def close(self) -> None:
+        self._closing = True
+        socket, self._socket = self._socket, None
+        if socket is not None:
+            try:
+                await self._close_message(socket)
+            except Exception:
+                pass
+
+    async def _send(self, action: Callable[[Any], Awaitable[None]], wait: float = 0.0) -> bool:
+        """Run `action(socket)`; False if there is no socket (or it just broke)."""
+        if self._socket is None and not (wait and await self.wait_connected(wait)):
+            return False
+        try:
+            await action(self._socket)
+            return True
+        except Exception:  # the reader notices the drop and reconnects
+            self._socket = None
+            return False
+
     async def run(self) -> None:
-        """Open the socket, read events, reopen it when it drops; until close()."""
         failures = 0
         while not self._closing:
             try:
-                async with client().listen.v1.connect(
-                    model="nova-3", encoding="mulaw", sample_rate=8000, channels=1, language=self._options.language,
-                    interim_results=True, endpointing=self._options.endpointing_ms,
-                    utterance_end_ms=self._options.utterance_end_ms, vad_events=True, smart_format=True,
-                    tag=self._options.tag or None,
-                ) as socket:
+                async with self._open() as socket:
                     self._socket = socket
                     self._connected.set()
                     failures = 0
                     async for message in socket:
-                        await self._dispatch(message)
+                        await self._handle(message)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                logger.warning("deepgram stt socket failed: %s", type(exc).__name__)
+                logger.warning("deepgram %s socket failed: %s", self.kind, type(exc).__name__)
             self._socket = None
             self._connected.clear()
             if self._closing:
@@ -150,7 +145,37 @@ class SpeechToText:
                 return
             await asyncio.sleep(min(0.1 * 2 ** failures, 1.0))
 
-    async def _dispatch(self, message: Any) -> None:
+
+class SpeechToText(_ProviderSocket):
+    """Deepgram live STT for one call. `send()` forwards Twilio's frames as they are."""
+
+    kind = "stt"
+
+    def __init__(self, options: SttOptions, on_event: Callable[[SttEvent], Awaitable[None]],
+                 on_down: Callable[[], Awaitable[None]] | None = None, max_reconnects: int = 3) -> None:
+        super().__init__(on_down, max_reconnects)
+        self._options = options
+        self._on_event = on_event
+
+    async def send(self, audio: bytes) -> None:
+        # While reconnecting, this audio is lost, as on a real line glitch.
+        await self._send(lambda socket: socket.send_media(audio))
+
+    async def finalize(self) -> None:
+        await self._send(lambda socket: socket.send_finalize())
+
+    def _open(self) -> Any:
+        return client().listen.v1.connect(
+            model="nova-3", encoding="mulaw", sample_rate=8000, channels=1, language=self._options.language,
+            interim_results=True, endpointing=self._options.endpointing_ms,
+            utterance_end_ms=self._options.utterance_end_ms, vad_events=True, smart_format=True,
+            tag=self._options.tag or None,
+        )
+
+    async def _close_message(self, socket: Any) -> None:
+        await socket.send_close_stream()
+
+    async def _handle(self, message: Any) -> None:
         kind = getattr(message, "type", None)
         if kind == "Results":
             alternatives = message.channel.alternatives
@@ -164,99 +189,49 @@ class SpeechToText:
             await self._on_event(UtteranceEnd())
 
 
-class TextToSpeech:
+class TextToSpeech(_ProviderSocket):
     """Deepgram streaming TTS for one call: Speak + Flush in, raw mu-law out."""
+
+    kind = "tts"
 
     def __init__(self, voice: str, on_audio: Callable[[bytes], None], on_flushed: Callable[[], None],
                  on_cleared: Callable[[], None] | None = None,
                  on_down: Callable[[], Awaitable[None]] | None = None, max_reconnects: int = 3) -> None:
+        super().__init__(on_down, max_reconnects)
         self._voice = voice
         self._on_audio = on_audio
         self._on_flushed = on_flushed
         self._on_cleared = on_cleared
-        self._on_down = on_down
-        self._max_reconnects = max_reconnects
-        self._socket: Any = None
-        self._connected = asyncio.Event()
-        self._closing = False
-        self.reconnects = 0
-
-    async def wait_connected(self, timeout: float) -> bool:
-        try:
-            await asyncio.wait_for(self._connected.wait(), timeout)
-            return True
-        except asyncio.TimeoutError:
-            return False
 
     async def speak(self, text: str, flush: bool) -> bool:
-        if self._socket is None and not await self.wait_connected(2.0):
-            return False
-        try:
-            await self._socket.send_text(SpeakV1Text(type="Speak", text=text))
+        async def action(socket: Any) -> None:
+            await socket.send_text(SpeakV1Text(type="Speak", text=text))
             if flush:
-                await self._socket.send_flush()
-            return True
-        except Exception:
-            self._socket = None
-            return False
+                await socket.send_flush()
+
+        return await self._send(action, wait=2.0)
 
     async def flush(self) -> bool:
-        if self._socket is None and not await self.wait_connected(2.0):
-            return False
-        try:
-            await self._socket.send_flush()
-            return True
-        except Exception:
-            self._socket = None
-            return False
+        return await self._send(lambda socket: socket.send_flush(), wait=2.0)
 
     async def clear(self) -> None:
-        if self._socket is not None:
-            try:
-                await self._socket.send_clear()
-            except Exception:
-                self._socket = None
+        await self._send(lambda socket: socket.send_clear())
 
-    async def close(self) -> None:
-        self._closing = True
-        socket, self._socket = self._socket, None
-        if socket is not None:
-            try:
-                await socket.send_close()
-            except Exception:
-                pass
+    def _open(self) -> Any:
+        return client().speak.v1.connect(model=self._voice, encoding="mulaw", sample_rate=8000)
 
-    async def run(self) -> None:
-        failures = 0
-        while not self._closing:
-            try:
-                async with client().speak.v1.connect(model=self._voice, encoding="mulaw", sample_rate=8000) as socket:
-                    self._socket = socket
-                    self._connected.set()
-                    failures = 0
-                    async for message in socket:
-                        if isinstance(message, bytes):
-                            self._on_audio(message)
-                        elif getattr(message, "type", None) == "Flushed":
-                            self._on_flushed()
-                        elif getattr(message, "type", None) == "Cleared" and self._on_cleared is not None:
-                            self._on_cleared()
-                        elif getattr(message, "type", None) == "Warning":
-                            logger.warning("deepgram tts warning: %s", getattr(message, "description", ""))
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                logger.warning("deepgram tts socket failed: %s", type(exc).__name__)
-            self._socket = None
-            self._connected.clear()
-            if self._closing:
-                return
-            failures += 1
-            self.reconnects += 1
-            if failures > self._max_reconnects:
-                if self._on_down is not None:
-                    await self._on_down()
-                return
-            await asyncio.sleep(min(0.1 * 2 ** failures, 1.0))
+    async def _close_message(self, socket: Any) -> None:
+        await socket.send_close()
 
-
+    async def _handle(self, message: Any) -> None:
+        # Branch on .type: the SDK parses Cleared into the same shape as Flushed.
+        if isinstance(message, bytes):
+            self._on_audio(message)
+            return
+        kind = getattr(message, "type", None)
+        if kind == "Flushed":
+            self._on_flushed()
+        elif kind == "Cleared" and self._on_cleared is not None:
+            self._on_cleared()
+        elif kind == "Warning":
+            logger.warning("deepgram tts warning: %s", getattr(message, "description", ""))
