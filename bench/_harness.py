@@ -26,16 +26,25 @@ os.environ.setdefault("CELERY_QUEUE", f"nixflex-bench-{os.getpid()}")
 
 
 def setup_django() -> None:
-    sys.path.insert(0, str(ROOT / "scripts"))
-    import services  # scripts/services.py
-
-    services.ensure_database(os.environ["DATABASE_URL"])
+    _recreate_database(os.environ["DATABASE_URL"])
     import django
 
     django.setup()
     from django.core.management import call_command
 
     call_command("migrate_all", verbosity=0)
+
+
+def _recreate_database(url: str) -> None:
+    """Each run starts from an empty database: figures must not depend on earlier runs."""
+    import psycopg
+
+    dbname = url.rsplit("/", 1)[-1]
+    assert "bench" in dbname, f"refusing to recreate {dbname!r}"
+    admin = url[: len(url) - len(dbname)] + "postgres"
+    with psycopg.connect(admin.replace("postgres://", "postgresql://", 1), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{dbname}"')
 
 
 def free_port() -> int:
