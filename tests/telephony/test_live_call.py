@@ -236,3 +236,22 @@ def test_replayed_stream_token_and_bad_upgrade_signature_are_refused(line, claud
     # An unsigned upgrade with a valid token is accepted (the token is what counts).
     unsigned = simulate(asgi_server, providers, line, [Utterance("Thanks, goodbye")], _caller(), sign_upgrade=False)
     assert unsigned.agent_texts[-1] == "Goodbye!"
+
+
+def test_keypad_digits_enter_the_transcript(line, claude, asgi_server, providers) -> None:
+    caller = _caller()
+    rec = simulate(asgi_server, providers, line, [Utterance(dtmf="12"), Utterance("Thanks, goodbye")], caller)
+    assert rec.agent_texts[-1] == "Goodbye!"
+    keypad = [r for r in _claude_requests(claude, caller) if "(keypad: 12)" in str(r["messages"])]
+    assert keypad
+    call = _saved(line, rec.call_id)
+    assert {"role": "caller", "text": "(keypad: 12)", "dtmf": "12"} in [
+        {k: e[k] for k in ("role", "text", "dtmf") if k in e} for e in call.transcript]
+
+
+def test_silence_gets_a_reprompt_then_a_polite_goodbye(line, claude, asgi_server, providers) -> None:
+    line["persona"].client().patch(f"/v1/agents/{line['agent']['id']}", {"silence_timeout_seconds": 3})
+    rec = simulate(asgi_server, providers, line, [], _caller(), hangup_grace_s=30)
+    assert rec.agent_texts[1:] == ["Are you still there?", "I haven't heard anything, so I'll let you go. Goodbye!"]
+    assert rec.ended_by == "agent"
+    assert _saved(line, rec.call_id).end_reason == "silence"
