@@ -13,7 +13,7 @@ import pytest_asyncio
 
 from standins.anthropic_api import AnthropicStandin
 
-KEY = "sk-ant-test"
+KEY = "test-anthropic-key"
 MODEL = "claude-sonnet-4-6"  # the SDK warns (DeprecationWarning) for claude-sonnet-4-5
 TOOLS = [{
     "name": "end_call",
