@@ -94,8 +94,7 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
             if not await stream_tokens.consume(grant):
                 raise stream_tokens.InvalidStreamToken("token already used")
             live = await database_sync_to_async(live_calls.open_live_call)(
-                schema_name=grant.schema_name, call_id=grant.call_id, signature=self.upgrade_signature,
-                stream_url=live_calls.stream_url())
+                schema_name=grant.schema_name, call_id=grant.call_id, signature=self.upgrade_signature)
         except (stream_tokens.InvalidStreamToken, live_calls.StreamRefused) as exc:
             logger.warning("media stream refused: %s", exc)
             await self.close(code=POLICY_VIOLATION)

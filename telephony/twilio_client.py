@@ -38,6 +38,7 @@ logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
 AUTH_FAILED = 20003
 NOT_FOUND = 20404
 UNSUBSCRIBED = 21610
+CALL_ALREADY_ENDED = 21220
 
 
 @dataclass(frozen=True)
@@ -160,6 +161,15 @@ class TwilioGateway:
             )
         return _number(updated)
 
+    def update_call(self, call_sid: str, action: str, **params: str) -> None:
+        """Change a live call (status, or new TwiML). A call that already ended is left be."""
+        try:
+            with self._translate(action):
+                self._client.calls(call_sid).update(**params)
+        except TwilioRejected as exc:
+            if exc.twilio_error.get("code") != CALL_ALREADY_ENDED:
+                raise
+
     def clear_webhooks(self, number_sid: str) -> bool:
         """Stop routing the number to Nixflex. False if Twilio no longer has the number."""
         try:
@@ -191,13 +201,7 @@ class CallControl:
         self._call_sid = call_sid
 
     def _update(self, action: str, **params: str) -> None:
-        try:
-            with self._gateway._translate(action):
-                self._gateway._client.calls(self._call_sid).update(**params)
-        except TwilioRejected as exc:
-            # 21220: the call already ended -- nothing left to do.
-            if exc.twilio_error.get("code") != 21220:
-                raise
+        self._gateway.update_call(self._call_sid, action, **params)
 
     def hang_up(self) -> None:
         self._update("hang up", status="completed")

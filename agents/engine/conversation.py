@@ -146,6 +146,7 @@ class Conversation:
         self._transcript: list[dict[str, Any]] = []
         self._turns: list[TurnMetrics] = []
         self._final_buffer: list[str] = []
+        self._caller_stopped_at: float | None = None  # when the caller's last words ended
         self._segments: dict[str, Segment] = {}
         self._awaiting_flush: list[Segment] = []
         self._unflushed: list[str] = []
@@ -270,7 +271,7 @@ class Conversation:
         self._reprompts = 0
         turn = self._new_agent_turn(text)
         turn.stt_final = self.now()
-        turn.caller_stopped = getattr(self, "_caller_stopped_at", None) or turn.stt_final
+        turn.caller_stopped = self._caller_stopped_at or turn.stt_final
         if self._history and self._history[-1]["role"] == "user":
             self._history[-1]["content"] += " " + text  # the agent said nothing in between
         else:

@@ -17,6 +17,7 @@ from agents.engine.conversation import CallSetup, Outcome
 from agents.prompts import CallContext, PastCall, build_system_prompt, render_template, tools_for
 from telephony import concurrency
 from telephony.models import Call
+from telephony.services.calls import stream_url
 from telephony.twilio_client import CallControl, TwilioGateway
 
 logger = logging.getLogger(__name__)
@@ -34,7 +35,9 @@ class LiveCall:
     control: CallControl
 
 
-def open_live_call(*, schema_name: str, call_id: str, signature: str, stream_url: str) -> LiveCall:
+def open_live_call(*, schema_name: str, call_id: str, signature: str) -> LiveCall:
+    """The call's context for the engine. `signature` is the upgrade's X-Twilio-Signature
+    (checked over our own stream URL, as Twilio signed it), or empty."""
     with schema_context(schema_name):
         call = Call.objects.select_related("agent", "customer", "phone_number").filter(id=call_id).first()
         if call is None or call.agent is None or call.phone_number is None:
@@ -42,7 +45,7 @@ def open_live_call(*, schema_name: str, call_id: str, signature: str, stream_url
         if call.status in Call.TERMINAL:
             raise StreamRefused(f"call is {call.status}")
         number = call.phone_number
-        if signature and not RequestValidator(number.twilio_auth_token).validate(stream_url, {}, signature):
+        if signature and not RequestValidator(number.twilio_auth_token).validate(stream_url(), {}, signature):
             raise StreamRefused("bad signature on the stream upgrade")
         agent, customer = call.agent, call.customer
         variables = customer.template_variables() if customer else {}
@@ -90,11 +93,3 @@ def close_live_call(*, schema_name: str, call_id: str, outcome: Outcome) -> None
             if has_speech:
                 transaction.on_commit(lambda: summarize_call.delay(call_id))
     concurrency.release(schema_name=schema_name, call_id=call_id)
-
-
-def stream_url() -> str:
-    from telephony.services.calls import stream_url as url
-
-    return url()
-
-
