@@ -161,9 +161,6 @@ class SpeechToText(_ProviderSocket):
         # While reconnecting, this audio is lost, as on a real line glitch.
         await self._send(lambda socket: socket.send_media(audio))
 
-    async def finalize(self) -> None:
-        await self._send(lambda socket: socket.send_finalize())
-
     def _open(self) -> Any:
         return client().listen.v1.connect(
             model="nova-3", encoding="mulaw", sample_rate=8000, channels=1, language=self._options.language,

@@ -68,7 +68,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import concurrent.futures
 import copy
 import json
 import re
@@ -78,6 +77,8 @@ import time
 from typing import Any, Dict, List, Optional, Tuple
 
 from aiohttp import web
+
+from standins.threaded import ThreadedServer
 
 CONFIG_DEFAULTS: Dict[str, Any] = {
     "api_key": None,  # None: any non-empty key
@@ -266,8 +267,9 @@ def _json_pieces(s: str, n: int = 12) -> List[str]:
     return [s[i : i + n] for i in range(0, len(s), n)] or [""]
 
 
-class AnthropicStandin:
+class AnthropicStandin(ThreadedServer):
     """aiohttp app speaking the Messages API (see module docstring)."""
+    thread_name = "anthropic-standin"
 
     def __init__(self, *, api_key: Optional[str] = None, **config: Any) -> None:
         unknown = set(config) - set(CONFIG_DEFAULTS)
@@ -319,52 +321,6 @@ class AnthropicStandin:
             await self._runner.cleanup()
             self._runner = None
 
-    def start_in_thread(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        ready: concurrent.futures.Future = concurrent.futures.Future()
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            asyncio.set_event_loop(loop)
-            try:
-                url = loop.run_until_complete(self.start(host, port))
-            except BaseException as exc:  # report to the caller
-                ready.set_exception(exc)
-                loop.close()
-                return
-            ready.set_result(url)
-            loop.run_forever()
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
-
-        self._thread = threading.Thread(target=run, name="anthropic-standin", daemon=True)
-        self._thread.start()
-        return ready.result(timeout=30)
-
-    def stop_thread(self) -> None:
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        asyncio.run_coroutine_threadsafe(self.stop(), loop).result(timeout=30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=10)
-        self._thread = None
-
-    # ------------------------------------------------------------ thread-safe controls
-    def _on_loop(self, fn: Any) -> Any:
-        """Run ``fn`` on the server's loop thread (records are mutated there) and wait."""
-        loop = self._loop
-        if loop is None or not loop.is_running() or threading.get_ident() == self._loop_thread:
-            return fn()
-        fut: concurrent.futures.Future = concurrent.futures.Future()
-
-        def run() -> None:
-            try:
-                fut.set_result(fn())
-            except BaseException as exc:  # hand it to the caller
-                fut.set_exception(exc)
-
-        loop.call_soon_threadsafe(run)
-        return fut.result(timeout=30)
 
     def requests(self) -> List[Dict[str, Any]]:
         """A snapshot (deep copy) of every request received, oldest first."""

@@ -9,8 +9,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from nixflex.pagination import paginate
-from telephony import tasks
-from telephony.models import Job, PhoneNumber
+from telephony import selectors, tasks
+from telephony.models import Job
 from telephony.services import jobs, numbers
 
 _ImportBody = inline_serializer("PhoneNumberImport", {
@@ -26,11 +26,8 @@ _ImportBody = inline_serializer("PhoneNumberImport", {
 class PhoneNumberListApi(APIView):
     @extend_schema(parameters=[OpenApiParameter("agent_id", str), OpenApiParameter("customer_id", str)])
     def get(self, request: Request) -> Response:
-        queryset = PhoneNumber.objects.all()
-        for name in ("agent_id", "customer_id"):
-            if request.query_params.get(name):
-                queryset = queryset.filter(**{name: request.query_params[name]})
-        return Response(paginate(request, queryset, numbers.render_number, cursor_field="phone_number"))
+        return Response(paginate(request, selectors.list_numbers(request.query_params), numbers.render_number,
+                                 cursor_field="phone_number"))
 
     @extend_schema(request=_ImportBody, responses={201: dict})
     def post(self, request: Request) -> Response:

@@ -1,4 +1,4 @@
-"""Read-side queries of the telephony app: the filters of GET /v1/calls.
+"""Read-side queries of the telephony app: the filters of GET /v1/calls and /v1/phone-numbers.
 
 Runs in the schema of the request's account (set by API-key authentication), so a
 queryset here only ever sees that account's calls.
@@ -15,7 +15,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from nixflex.errors import ApiError
-from telephony.models import Call
+from telephony.models import Call, PhoneNumber
 
 CALL_STATUSES = tuple(Call.STATUS_RANK)
 CALL_DIRECTIONS = (Call.INBOUND, Call.OUTBOUND)
@@ -82,4 +82,13 @@ def list_calls(params: Mapping[str, str]) -> QuerySet[Call]:
         queryset = queryset.filter(created_at__gt=parse_timestamp("created_after", params["created_after"]))
     if params.get("created_before"):
         queryset = queryset.filter(created_at__lt=parse_timestamp("created_before", params["created_before"]))
+    return queryset
+
+
+def list_numbers(params: Mapping[str, str]) -> QuerySet[PhoneNumber]:
+    """GET /v1/phone-numbers: this account's numbers, optionally of one agent or customer."""
+    queryset = PhoneNumber.objects.all()
+    for name in ("agent_id", "customer_id"):
+        if params.get(name):
+            queryset = queryset.filter(**{name: params[name]})
     return queryset

@@ -37,7 +37,6 @@ logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
 
 AUTH_FAILED = 20003
 NOT_FOUND = 20404
-UNSUBSCRIBED = 21610
 CALL_ALREADY_ENDED = 21220
 
 
@@ -78,10 +77,6 @@ class TwilioRejected(ApiError):
     @property
     def is_not_found(self) -> bool:
         return self.twilio_error.get("code") == NOT_FOUND or self.twilio_error.get("status") == 404
-
-
-def is_retryable(error: ApiError) -> bool:
-    return error.code == "provider_unavailable"
 
 
 def _twilio_error(exc: Exception) -> dict[str, object]:

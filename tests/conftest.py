@@ -161,40 +161,36 @@ def assert_error(response: Any, status: int, type_: str, code: str) -> dict[str,
 
 # --- Provider stand-ins (real servers; the product reaches them through the real SDKs) --
 
-@pytest.fixture(scope="session")
-def twilio_standin() -> Iterator["TwilioStandin"]:
-    from standins.twilio_api import TwilioStandin
-
-    standin = TwilioStandin()
+def _serve(standin: Any, setting: str, **extra: Any) -> Iterator[Any]:
+    """Start a stand-in in a thread and point this process's settings, and the servers and
+    workers the tests start (through the environment), at it."""
     url = standin.start_in_thread()
-    os.environ["TWILIO_API_BASE_URL"] = url
-    settings.TWILIO_API_BASE_URL = url
-    settings.TWILIO_TIMEOUT_SECONDS = 2.0
-    os.environ["TWILIO_TIMEOUT_SECONDS"] = "2"
+    for name, value in {setting: url, **extra}.items():
+        os.environ[name] = str(value)
+        setattr(settings, name, value)
     yield standin
     standin.stop_thread()
+
+
+@pytest.fixture(scope="session")
+def twilio_standin() -> Iterator[Any]:
+    from standins.twilio_api import TwilioStandin
+
+    yield from _serve(TwilioStandin(), "TWILIO_API_BASE_URL", TWILIO_TIMEOUT_SECONDS=2.0)
 
 
 @pytest.fixture(scope="session")
 def deepgram_standin() -> Iterator[Any]:
     from standins.deepgram_api import DeepgramStandin
 
-    standin = DeepgramStandin()
-    url = standin.start_in_thread()
-    os.environ["DEEPGRAM_BASE_URL"] = settings.DEEPGRAM_BASE_URL = url
-    yield standin
-    standin.stop_thread()
+    yield from _serve(DeepgramStandin(), "DEEPGRAM_BASE_URL")
 
 
 @pytest.fixture(scope="session")
 def anthropic_standin() -> Iterator[Any]:
     from standins.anthropic_api import AnthropicStandin
 
-    standin = AnthropicStandin()
-    url = standin.start_in_thread()
-    os.environ["ANTHROPIC_BASE_URL"] = settings.ANTHROPIC_BASE_URL = url
-    yield standin
-    standin.stop_thread()
+    yield from _serve(AnthropicStandin(), "ANTHROPIC_BASE_URL")
 
 
 @pytest.fixture(scope="session")

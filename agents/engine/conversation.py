@@ -47,7 +47,6 @@ class CallSetup:
     tools: list[dict[str, Any]]
     first_message: str
     model: str
-    temperature: float
     voice_id: str
     language: str
     endpointing_ms: int

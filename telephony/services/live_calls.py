@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from django_tenants.utils import schema_context
@@ -61,7 +60,7 @@ def open_live_call(*, schema_name: str, call_id: str, signature: str) -> LiveCal
             call_id=call.id, schema_name=schema_name,
             system_prompt=build_system_prompt(agent.system_prompt, context, timezone.now()),
             tools=tools_for(context), first_message=render_template(agent.first_message, variables),
-            model=agent.model, temperature=agent.temperature, voice_id=agent.voice_id, language=agent.language,
+            model=agent.model, voice_id=agent.voice_id, language=agent.language,
             endpointing_ms=agent.endpointing_ms, utterance_end_ms=agent.utterance_end_ms,
             silence_timeout_seconds=agent.silence_timeout_seconds, max_call_seconds=agent.max_call_seconds,
             transfer_number=customer.transfer_number if customer else "",

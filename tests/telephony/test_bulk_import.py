@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 
-import pytest
 from django_tenants.utils import schema_context
 
 from telephony.models import Job, JobRow, PhoneNumber
