@@ -59,7 +59,8 @@ def start_server(port: int, extra_env: dict[str, str] | None = None) -> subproce
     # generators and stand-ins run on the other cores (see pin_to_other_cores).
     pin = ["taskset", "-c", "0"] if os.cpu_count() and os.cpu_count() > 1 and _has_taskset() else []
     proc = subprocess.Popen(
-        [*pin, sys.executable, *profile, "-m", "uvicorn", "nixflex.asgi:application", "--host", "127.0.0.1", "--port", str(port),
+        [*pin, sys.executable, *profile, "-m", "uvicorn", "nixflex.asgi:application",
+         "--http", "nixflex.uvicorn_protocol:HttpProtocol", "--host", "127.0.0.1", "--port", str(port),
          "--log-level", "warning", "--no-access-log", *os.environ.get("BENCH_UVICORN_ARGS", "").split()],
         cwd=ROOT, env=env, stdout=open("/tmp/nixflex-bench-server.log", "w"), stderr=subprocess.STDOUT,
     )

@@ -81,6 +81,8 @@ PLATFORM_MAX_CONCURRENT_CALLS = env.int("PLATFORM_MAX_CONCURRENT_CALLS", default
 CALL_LEASE_PREFIX = env.str("CALL_LEASE_PREFIX", default="nixflex:calls")
 # Twilio connects the media stream within a second or two of our TwiML.
 STREAM_TOKEN_MAX_AGE_SECONDS = env.int("STREAM_TOKEN_MAX_AGE_SECONDS", default=120)
+# A media socket that has not sent `start` by then is closed (Twilio sends it at once).
+MEDIA_STREAM_START_TIMEOUT_SECONDS = env.float("MEDIA_STREAM_START_TIMEOUT_SECONDS", default=5.0)
 if not DEBUG:
     for _name in ("DEEPGRAM_API_KEY", "ANTHROPIC_API_KEY"):
         if not globals()[_name]:

@@ -28,7 +28,8 @@ python manage.py collectstatic --noinput -v 0
 python manage.py migrate_all -v 0
 demo="$(python manage.py seed_demo ${OFFLINE:+--twilio-standin "$TWILIO_API_BASE_URL" --anthropic-standin "$ANTHROPIC_BASE_URL"})"
 
-python -m uvicorn nixflex.asgi:application --host 127.0.0.1 --port "$PORT" --log-level warning \
+python -m uvicorn nixflex.asgi:application --http nixflex.uvicorn_protocol:HttpProtocol \
+  --host 127.0.0.1 --port "$PORT" --log-level warning \
   > .data/logs/web.log 2>&1 &
 pids+=($!)
 python -m celery -A nixflex worker -B --concurrency 2 --loglevel INFO \

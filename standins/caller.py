@@ -25,6 +25,7 @@ import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from twilio.request_validator import RequestValidator
@@ -90,6 +91,10 @@ class CallRecording:
     stream_params: dict[str, str] = field(default_factory=dict)
     t0: float = 0.0  # time.monotonic() when the call started: the times above are relative to it
     error: str = ""  # why the stream broke, if it did
+    stream_opened: float | None = None  # when the media socket was accepted (seconds into the call)
+    stream_closed: float | None = None  # when it closed
+    # The media stream was upgraded on a connection used before (the voice webhook's).
+    stream_reused_connection: bool = False
 
     @property
     def agent_texts(self) -> list[str]:
@@ -101,7 +106,12 @@ class SimulatedCall:
                  from_number: str, to_number: str, script: list[Utterance], max_seconds: float = 60.0,
                  hangup_grace_s: float = 1.5, start_extra: dict[str, Any] | None = None,
                  tamper_token: bool = False, sign_upgrade: bool = True,
-                 upgrade_auth_token: str | None = None) -> None:
+                 upgrade_auth_token: str | None = None, reuse_connection: bool = False, echo_marks: bool = True,
+                 raw_frames: list[tuple[float, str]] | None = None) -> None:
+        """`reuse_connection`: upgrade the media stream on the voice webhook's keep-alive
+        connection, as a proxy in front of the server does (Twilio itself opens a new one).
+        `echo_marks=False`: never confirm playback (marks are not echoed). `raw_frames`:
+        (seconds after `start`, text) frames sent as they are, to inject malformed input."""
         self.server_url = server_url.rstrip("/")
         self.public_base_url = public_base_url.rstrip("/")
         self.twilio_url = twilio_url.rstrip("/")
@@ -115,6 +125,9 @@ class SimulatedCall:
         self.tamper_token = tamper_token
         self.sign_upgrade = sign_upgrade
         self.upgrade_auth_token = upgrade_auth_token or auth_token
+        self.reuse_connection = reuse_connection
+        self.echo_marks = echo_marks
+        self.raw_frames = sorted(raw_frames or [])
         self.rec = CallRecording()
         self.rec.t0 = self._t0 = time.monotonic()
         self.stream_params: dict[str, str] = {}
@@ -135,13 +148,14 @@ class SimulatedCall:
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._session: aiohttp.ClientSession | None = None
         self._stream_sid = "MZ" + secrets.token_hex(16)
+        self._stream_path: str | None = None
 
     def now(self) -> float:
         return time.monotonic() - self._t0
 
     # --- the call ----------------------------------------------------------------------
     async def run(self) -> CallRecording:
-        async with aiohttp.ClientSession() as session:
+        async with aiohttp.ClientSession(trace_configs=[self._connection_reuse_trace()]) as session:
             self._session = session
             self.rec.call_sid = await self._ring(session)
             twiml = await self._voice_webhook(session)
@@ -157,6 +171,19 @@ class SimulatedCall:
             await self._stream(session, url, params)
         return self.rec
 
+    def _connection_reuse_trace(self) -> aiohttp.TraceConfig:
+        async def request_start(session: Any, context: Any, params: aiohttp.TraceRequestStartParams) -> None:
+            context.path = params.url.path
+
+        async def reused(session: Any, context: Any, params: Any) -> None:
+            if getattr(context, "path", None) == self._stream_path:
+                self.rec.stream_reused_connection = True
+
+        trace = aiohttp.TraceConfig()
+        trace.on_request_start.append(request_start)
+        trace.on_connection_reuseconn.append(reused)
+        return trace
+
     async def _ring(self, session: aiohttp.ClientSession) -> str:
         async with session.post(f"{self.twilio_url}/_standin/inbound_calls",
                                 json={"account_sid": self.account_sid, "from": self.from_number,
@@ -169,16 +196,17 @@ class SimulatedCall:
                   "To": self.to_number, "CallStatus": "ringing", "Direction": "inbound",
                   "ApiVersion": "2010-04-01", "Called": self.to_number, "Caller": self.from_number}
         signature = RequestValidator(self.auth_token).compute_signature(f"{self.public_base_url}/twilio/voice", params)
-        # "Connection: close": the media stream must not reuse this keep-alive connection
-        # (Twilio opens a new one; uvicorn's keep-alive timer would close a reused one).
-        async with session.post(f"{self.server_url}/twilio/voice", data=params,
-                                headers={"X-Twilio-Signature": signature, "Connection": "close"}) as response:
+        headers = {"X-Twilio-Signature": signature}
+        if not self.reuse_connection:  # Twilio opens the media stream on a new connection
+            headers["Connection"] = "close"
+        async with session.post(f"{self.server_url}/twilio/voice", data=params, headers=headers) as response:
             if response.status != 200:
                 raise RuntimeError(f"voice webhook answered {response.status}")
             return await response.text()
 
     async def _stream(self, session: aiohttp.ClientSession, url: str, params: dict[str, str]) -> None:
         local = url.replace(_ws_origin(self.public_base_url), _ws_origin(self.server_url), 1)
+        self._stream_path = urlsplit(local).path
         headers = {}
         if self.sign_upgrade:
             headers["X-Twilio-Signature"] = RequestValidator(self.upgrade_auth_token).compute_signature(url, {})
@@ -186,6 +214,7 @@ class SimulatedCall:
             params = {**params, "token": params.get("token", "") + "x"}
         async with session.ws_connect(local, headers=headers, max_msg_size=0, autoping=True) as ws:
             self._ws = ws
+            self.rec.stream_opened = self.now()
             await ws.send_str(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
             await ws.send_str(json.dumps({
                 "event": "start", "sequenceNumber": "1", "streamSid": self._stream_sid,
@@ -193,10 +222,11 @@ class SimulatedCall:
                           "callSid": self.rec.call_sid, "tracks": ["inbound"], "customParameters": params,
                           "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}}))
             tasks = [asyncio.create_task(self._clock()), asyncio.create_task(self._script_driver()),
-                     asyncio.create_task(self._watch_call())]
+                     asyncio.create_task(self._watch_call()), asyncio.create_task(self._send_raw_frames())]
             try:
                 await self._receive(ws)
             finally:
+                self.rec.stream_closed = self.now()
                 self._closed.set()
                 for task in tasks:
                     task.cancel()
@@ -277,7 +307,16 @@ class SimulatedCall:
         self._agent_started.clear()
         self._agent_done.set()
 
+    async def _send_raw_frames(self) -> None:
+        started = self.now()
+        for at, text in self.raw_frames:
+            await asyncio.sleep(max(0.0, started + at - self.now()))
+            if self._ws is not None and not self._ws.closed:
+                await self._ws.send_str(text)
+
     async def _echo_mark(self, name: str) -> None:
+        if not self.echo_marks:
+            return
         self.rec.marks_echoed += 1
         if self._ws is not None and not self._ws.closed:
             await self._ws.send_str(json.dumps({"event": "mark", "sequenceNumber": "0", "streamSid": self._stream_sid,

@@ -277,8 +277,8 @@ def asgi_server(providers: Any) -> Iterator[str]:
 
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "nixflex.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-         "--log-level", "warning", "--no-access-log"],
+        [sys.executable, "-m", "uvicorn", "nixflex.asgi:application", "--http", "nixflex.uvicorn_protocol:HttpProtocol",
+         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"],
         cwd=ROOT, env=_subprocess_env())
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30

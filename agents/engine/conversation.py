@@ -15,7 +15,8 @@ import logging
 import time
 from array import array
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Protocol
+from enum import StrEnum
+from typing import Any, Awaitable, Callable, Coroutine, Protocol
 
 from agents import anthropic_client, deepgram_client
 from agents.anthropic_client import LlmFailure, TextDelta, ToolCall
@@ -35,6 +36,28 @@ STILL_THERE = "Are you still there?"
 SILENCE_GOODBYE = "I haven't heard anything, so I'll let you go. Goodbye!"
 TIME_LIMIT_GOODBYE = "I'm sorry, we've reached the time limit for this call. Goodbye!"
 HEARING_TROUBLE = "I'm sorry, I'm having trouble hearing you."
+# Past the maximum call length by this much, the media stream is closed whatever is going on.
+HARD_STOP_AFTER_SECONDS = 30.0
+
+
+class EndReason(StrEnum):
+    """Why a call ended (saved as Call.end_reason)."""
+
+    CALLER_HUNG_UP = "caller_hung_up"  # Twilio sent `stop`
+    STREAM_CLOSED = "stream_closed"  # the media socket closed without `stop`
+    STREAM_ERROR = "stream_error"  # the media consumer or the engine failed
+    AGENT_ENDED = "agent_ended"
+    TRANSFERRED = "transferred"
+    TRANSFERRED_LLM_UNAVAILABLE = "transferred_llm_unavailable"
+    TRANSFER_FAILED = "transfer_failed"  # Twilio refused the transfer: the stream was closed instead
+    LLM_UNAVAILABLE = "llm_unavailable"
+    STT_UNAVAILABLE = "stt_unavailable"
+    TTS_UNAVAILABLE = "tts_unavailable"
+    SILENCE = "silence"
+    MAX_DURATION = "max_duration"
+
+
+TRANSFERS = frozenset({EndReason.TRANSFERRED, EndReason.TRANSFERRED_LLM_UNAVAILABLE})
 
 
 @dataclass(frozen=True)
@@ -64,11 +87,25 @@ class MediaSink(Protocol):
 
 @dataclass
 class CallHooks:
-    """What the engine asks of the platform (Twilio REST, persistence)."""
+    """What the engine asks of the platform (Twilio REST, the media stream)."""
 
     hang_up: Callable[[], Awaitable[None]]
     transfer: Callable[[str], Awaitable[None]]
     say_and_hang_up: Callable[[str], Awaitable[None]]  # when our own TTS is gone
+    # The engine cannot go on (a task failed, or Twilio refused the hang-up or transfer):
+    # close the media stream, which ends the call at Twilio (nothing follows <Connect>),
+    # and run the end path. Only schedules that; `error` is the failure, if there was one.
+    abort: Callable[[EndReason, BaseException | None], None]
+
+
+@dataclass
+class Ending:
+    """The call is winding down: the one "ending" state, entered once (`_end_call`). Why,
+    and what Twilio must do once the last line has played (hang up or transfer)."""
+
+    reason: EndReason
+    then: Callable[[], Awaitable[None]] | None = None  # None once it has run (or if nothing to do)
+    since: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -156,42 +193,72 @@ class Conversation:
         self._llm_failures = 0
         self._reprompts = 0
         self._last_activity = time.monotonic()
-        self._ending: str | None = None  # set once the call is winding down
-        self._after_playback: Callable[[], Awaitable[None]] | None = None
-        self._done = asyncio.Event()
+        self._ending: Ending | None = None
+        self._finished: Outcome | None = None  # set by finish(): everything stopped
         self._dtmf: list[str] = []
         self._dtmf_task: asyncio.Task[None] | None = None
-        self.end_reason = ""
 
     def now(self) -> float:
         return time.monotonic() - self._t0
 
+    @property
+    def end_reason(self) -> str:
+        return self._ending.reason if self._ending is not None else ""
+
     # --- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._stt.run(), name=f"stt-{self.setup.call_id}"),
-                       asyncio.create_task(self._tts.run(), name=f"tts-{self.setup.call_id}"),
-                       asyncio.create_task(self.player.run(), name=f"player-{self.setup.call_id}"),
-                       asyncio.create_task(self._watchdog(), name=f"watchdog-{self.setup.call_id}")]
+        self._tasks = [self._spawn(self._stt.run(), "stt"), self._spawn(self._tts.run(), "tts"),
+                       self._spawn(self.player.run(), "player"), self._spawn(self._watchdog(), "watchdog")]
         if self.setup.first_message:
             await self._say(self.setup.first_message, self._new_agent_turn(""))
 
-    async def finish(self, reason: str) -> Outcome:
-        """The call is over (Twilio `stop`, socket closed, or we hung up)."""
-        if not self.end_reason:
-            self.end_reason = reason
-        if self._response is not None:
-            self._response.cancel()
-        self.player.close()
-        await asyncio.gather(self._stt.close(), self._tts.close(), return_exceptions=True)
-        for task in self._tasks + ([self._dtmf_task] if self._dtmf_task else []):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._current is not None:
-            self._settle_heard(self._current)
-        if self._final_buffer:  # the caller was mid-sentence when the call ended
-            self._transcript.append({"role": "caller", "text": " ".join(self._final_buffer), "at": round(self.now(), 2)})
-        return Outcome(transcript=self._transcript, turns=[t.as_dict() for t in self._turns],
-                       end_reason=self.end_reason)
+    async def finish(self, reason: EndReason) -> Outcome:
+        """The call is over (Twilio `stop`, socket closed, we hung up, or something failed):
+        stop every task, close Deepgram's sockets, and say what happened. Runs once; never
+        raises (the outcome must reach the database whatever broke)."""
+        if self._finished is not None:
+            return self._finished
+        if self._ending is None:
+            self._ending = Ending(reason)
+        self._ending.then = None  # nothing more goes to Twilio
+        current = asyncio.current_task()
+        tasks = [t for t in (self._response, *self._tasks, self._dtmf_task) if t is not None and t is not current]
+        self._finished = Outcome(end_reason=self._ending.reason)
+        try:
+            if self._response is not None and self._response is not current:
+                self._response.cancel()
+            self.player.close()
+            await asyncio.gather(self._stt.close(), self._tts.close(), return_exceptions=True)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            try:
+                if self._current is not None:
+                    self._settle_heard(self._current)
+                if self._final_buffer:  # the caller was mid-sentence when the call ended
+                    self._transcript.append({"role": "caller", "text": " ".join(self._final_buffer),
+                                             "at": round(self.now(), 2)})
+            except Exception:
+                logger.exception("call %s: could not settle the last turn", self.setup.call_id)
+            self._finished.transcript = self._transcript
+            self._finished.turns = [t.as_dict() for t in self._turns]
+        return self._finished
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        """Every task of the call starts here: one that dies is never silent."""
+        task = asyncio.create_task(coro, name=f"{name}-{self.setup.call_id}")
+        task.add_done_callback(self._on_task_done)
+        return task
+
+    def _on_task_done(self, task: asyncio.Task[Any]) -> None:
+        if task.cancelled() or self._finished is not None:
+            return
+        error = task.exception()
+        if error is None:
+            return
+        logger.error("call %s: %s failed; ending the call", self.setup.call_id, task.get_name(), exc_info=error)
+        self._hooks.abort(EndReason.STREAM_ERROR, error)
 
     # --- from Twilio -------------------------------------------------------------------
     async def on_caller_audio(self, frame: bytes) -> None:
@@ -211,16 +278,16 @@ class Conversation:
                 turn.heard_text = (turn.heard_text + " " + segment.text).strip()
         if not self.player.speaking:
             self._last_activity = time.monotonic()
-            if self._after_playback is not None:
-                action, self._after_playback = self._after_playback, None
-                await action()
+            if self._ending is not None and self._ending.then is not None:
+                # Its own task: a Twilio REST call must not hold up the caller's audio.
+                self._spawn(self._run_ending_action(), "ending")
 
     async def on_dtmf(self, digit: str) -> None:
         self._last_activity = time.monotonic()
         self._dtmf.append(digit)
         if self._dtmf_task is not None:
             self._dtmf_task.cancel()
-        self._dtmf_task = asyncio.create_task(self._dtmf_turn())
+        self._dtmf_task = self._spawn(self._dtmf_turn(), "dtmf")
 
     async def _dtmf_turn(self) -> None:
         await asyncio.sleep(1.5)  # digits typed together form one input
@@ -256,7 +323,7 @@ class Conversation:
 
     async def _on_stt_down(self) -> None:
         logger.warning("call %s: speech-to-text is gone", self.setup.call_id)
-        await self._give_up(HEARING_TROUBLE, reason="stt_unavailable")
+        await self._give_up(HEARING_TROUBLE, reason=EndReason.STT_UNAVAILABLE)
 
     # --- turns -------------------------------------------------------------------------
     async def _end_caller_turn(self, text: str, dtmf: str | None = None) -> None:
@@ -277,7 +344,7 @@ class Conversation:
             self._history.append({"role": "user", "content": text})
         if self._response is not None and not self._response.done():
             self._response.cancel()
-        self._response = asyncio.create_task(self._respond(turn))
+        self._response = self._spawn(self._respond(turn), "turn")
 
     def _new_agent_turn(self, caller_text: str) -> TurnMetrics:
         if self._current is not None:
@@ -415,12 +482,12 @@ class Conversation:
         self._discard_tts_audio_since = None
 
     async def _on_tts_down(self) -> None:
-        if self._ending == "tts_unavailable":
-            return
-        self._ending = "tts_unavailable"
-        logger.warning("call %s: text-to-speech is gone", self.setup.call_id)
-        self.end_reason = "tts_unavailable"
-        await self._hooks.say_and_hang_up(FALLBACK_GIVE_UP)
+        """Nothing more can be spoken: Twilio says the last line and hangs up, now. (If the
+        call was already ending, its hang-up or transfer runs now: no goodbye will play.)"""
+        if self._ending is None:
+            logger.warning("call %s: text-to-speech is gone", self.setup.call_id)
+            await self._end_call(EndReason.TTS_UNAVAILABLE, then=lambda: self._hooks.say_and_hang_up(FALLBACK_GIVE_UP))
+        await self._run_ending_action()
 
     # --- barge-in ----------------------------------------------------------------------
     async def _barge_in(self) -> None:
@@ -466,63 +533,80 @@ class Conversation:
             await self._say(FALLBACK_RETRY, turn)
             return
         if self.setup.transfer_number:
-            await self._say(FALLBACK_TRANSFER, turn)
-            self._ending = "llm_unavailable"
-            self.end_reason = "transferred_llm_unavailable"
-            self._after_playback = lambda: self._hooks.transfer(self.setup.transfer_number)
+            await self._end_call(EndReason.TRANSFERRED_LLM_UNAVAILABLE, then=self._transfer,
+                                 goodbye=FALLBACK_TRANSFER, turn=turn)
         else:
-            await self._give_up(FALLBACK_GIVE_UP, reason="llm_unavailable")
+            await self._give_up(FALLBACK_GIVE_UP, reason=EndReason.LLM_UNAVAILABLE)
 
     async def _run_tool(self, tool: ToolCall, turn: TurnMetrics, said: str) -> None:
         if tool.name == "end_call":
             goodbye = str(tool.input.get("goodbye") or "").strip()
-            if goodbye and goodbye not in said:
-                await self._say(goodbye, turn)
-            self._end_after_playback("agent_ended")
+            await self._end_call(EndReason.AGENT_ENDED, then=self._hooks.hang_up,
+                                 goodbye=goodbye if goodbye not in said else "", turn=turn)
         elif tool.name == "transfer_call" and self.setup.transfer_number:
             message = str(tool.input.get("message") or "").strip()
-            if message and message not in said:
-                await self._say(message, turn)
-            self._ending = "transferred"
-            self.end_reason = "transferred"
-            self._after_playback = lambda: self._hooks.transfer(self.setup.transfer_number)
-            if not self.player.speaking and not self._awaiting_flush:
-                await self._run_after_playback()
+            await self._end_call(EndReason.TRANSFERRED, then=self._transfer,
+                                 goodbye=message if message not in said else "", turn=turn)
 
-    def _end_after_playback(self, reason: str) -> None:
-        self._ending = reason
-        self.end_reason = reason
-        self._after_playback = self._hooks.hang_up
+    async def _transfer(self) -> None:
+        await self._hooks.transfer(self.setup.transfer_number)
 
-    async def _run_after_playback(self) -> None:
-        if self._after_playback is not None:
-            action, self._after_playback = self._after_playback, None
+    async def _give_up(self, line: str, reason: EndReason) -> None:
+        await self._end_call(reason, then=self._hooks.hang_up, goodbye=line)
+
+    # --- ending ------------------------------------------------------------------------
+    async def _end_call(self, reason: EndReason, then: Callable[[], Awaitable[None]], goodbye: str = "",
+                        turn: TurnMetrics | None = None) -> None:
+        """Enter the ending state: say `goodbye` (if any), then `then` once everything has
+        played. The first ending wins; nothing new starts after it (no caller turns, no
+        barge-in)."""
+        if self._ending is not None:
+            return
+        self._ending = Ending(reason, then)
+        if goodbye:
+            await self._say(goodbye, turn or self._new_agent_turn(""))
+        if self._played_out():
+            await self._run_ending_action()
+
+    def _played_out(self) -> bool:
+        return not self.player.speaking and not self._awaiting_flush
+
+    async def _run_ending_action(self) -> None:
+        """The ending's hang-up or transfer, once. Should Twilio refuse it, closing the media
+        stream still ends the call (nothing follows <Connect>)."""
+        ending = self._ending
+        if ending is None or ending.then is None:
+            return
+        action, ending.then = ending.then, None
+        try:
             await action()
-
-    async def _give_up(self, line: str, reason: str) -> None:
-        turn = self._new_agent_turn("")
-        if self._ending is None:
-            await self._say(line, turn)
-        self._end_after_playback(reason)
+        except Exception:
+            logger.warning("call %s: Twilio failed the %s; closing the media stream instead", self.setup.call_id,
+                           ending.reason, exc_info=True)
+            if ending.reason in TRANSFERS:
+                ending.reason = EndReason.TRANSFER_FAILED
+            self._hooks.abort(ending.reason, None)
 
     async def _watchdog(self) -> None:
         """Silence re-prompts, the maximum call length, and hang-ups that never got their mark."""
         started = time.monotonic()
-        ending_since: float | None = None
         while True:
             await asyncio.sleep(0.25)
             now = time.monotonic()
+            if now - started > self.setup.max_call_seconds + HARD_STOP_AFTER_SECONDS:
+                # However it got here (Twilio never ending the call, a goodbye that never plays).
+                logger.error("call %s: still up %.0f s past its maximum length; closing the media stream",
+                             self.setup.call_id, HARD_STOP_AFTER_SECONDS)
+                self._hooks.abort(self._ending.reason if self._ending else EndReason.MAX_DURATION, None)
+                return
             if self._ending is not None:
-                ending_since = ending_since or now
                 # Goodbye played (or its mark never came back): hang up anyway.
-                idle = not self.player.speaking and not self._awaiting_flush
-                if self._after_playback is not None and (idle or now - ending_since > 5 + self.player.pending_seconds):
-                    await self._run_after_playback()
+                if self._ending.then is not None and (
+                        self._played_out() or now - self._ending.since > 5 + self.player.pending_seconds):
+                    await self._run_ending_action()
                 continue
             if now - started > self.setup.max_call_seconds:
-                turn = self._new_agent_turn("")
-                await self._say(TIME_LIMIT_GOODBYE, turn)
-                self._end_after_playback("max_duration")
+                await self._end_call(EndReason.MAX_DURATION, then=self._hooks.hang_up, goodbye=TIME_LIMIT_GOODBYE)
                 continue
             busy = self.player.speaking or self._final_buffer or self._awaiting_flush or (
                 self._response is not None and not self._response.done())
@@ -530,13 +614,11 @@ class Conversation:
                 continue
             if now - self._last_activity > self.setup.silence_timeout_seconds:
                 self._last_activity = now
-                turn = self._new_agent_turn("")
                 if self._reprompts == 0:
                     self._reprompts = 1
-                    await self._say(STILL_THERE, turn)
+                    await self._say(STILL_THERE, self._new_agent_turn(""))
                 else:
-                    await self._say(SILENCE_GOODBYE, turn)
-                    self._end_after_playback("silence")
+                    await self._end_call(EndReason.SILENCE, then=self._hooks.hang_up, goodbye=SILENCE_GOODBYE)
 
 
 def _substantive(text: str) -> bool:

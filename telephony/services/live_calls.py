@@ -35,8 +35,8 @@ class LiveCall:
 
 
 def open_live_call(*, schema_name: str, call_id: str, signature: str) -> LiveCall:
-    """The call's context for the engine. `signature` is the upgrade's X-Twilio-Signature
-    (checked over our own stream URL, as Twilio signed it), or empty."""
+    """The call's context for the engine. `signature` is the upgrade's X-Twilio-Signature,
+    required, and checked over our own stream URL (as Twilio signed it)."""
     with schema_context(schema_name):
         call = Call.objects.select_related("agent", "customer", "phone_number").filter(id=call_id).first()
         if call is None or call.agent is None or call.phone_number is None:
@@ -44,8 +44,8 @@ def open_live_call(*, schema_name: str, call_id: str, signature: str) -> LiveCal
         if call.status in Call.TERMINAL:
             raise StreamRefused(f"call is {call.status}")
         number = call.phone_number
-        if signature and not RequestValidator(number.twilio_auth_token).validate(stream_url(), {}, signature):
-            raise StreamRefused("bad signature on the stream upgrade")
+        if not signature or not RequestValidator(number.twilio_auth_token).validate(stream_url(), {}, signature):
+            raise StreamRefused("missing or bad signature on the stream upgrade")
         agent, customer = call.agent, call.customer
         variables = customer.template_variables() if customer else {}
         history = tuple(
@@ -72,7 +72,15 @@ def open_live_call(*, schema_name: str, call_id: str, signature: str) -> LiveCal
 
 
 def close_live_call(*, schema_name: str, call_id: str, outcome: Outcome) -> None:
-    """Save the transcript and per-turn metrics, free the call's slot, queue the summary."""
+    """Save the transcript and per-turn metrics, free the call's slot, queue the summary.
+    The slot is freed even if saving fails."""
+    try:
+        _save_outcome(schema_name=schema_name, call_id=call_id, outcome=outcome)
+    finally:
+        concurrency.release(schema_name=schema_name, call_id=call_id)
+
+
+def _save_outcome(*, schema_name: str, call_id: str, outcome: Outcome) -> None:
     from telephony.tasks import summarize_call
 
     with schema_context(schema_name):
@@ -91,4 +99,3 @@ def close_live_call(*, schema_name: str, call_id: str, outcome: Outcome) -> None
             call.save()
             if has_speech:
                 transaction.on_commit(lambda: summarize_call.delay(call_id))
-    concurrency.release(schema_name=schema_name, call_id=call_id)
