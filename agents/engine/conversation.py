@@ -280,7 +280,7 @@ class Conversation:
             self._last_activity = time.monotonic()
             if self._ending is not None and self._ending.then is not None:
                 # Its own task: a Twilio REST call must not hold up the caller's audio.
-                self._spawn(self._run_ending_action(), "ending")
+                self._tasks.append(self._spawn(self._run_ending_action(), "ending"))
 
     async def on_dtmf(self, digit: str) -> None:
         self._last_activity = time.monotonic()

@@ -39,21 +39,25 @@ def _client_text_frame(payload: bytes) -> bytes:
     return bytes([0x81, 0x80 | len(payload)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
-async def _pipelined_upgrade(server: str, hold_s: float) -> tuple[bytes, bytes, bytes]:
-    """A plain request and a WebSocket upgrade in one segment on one connection (the upgrade
-    reaches the server before the first response is complete), then the socket held open
-    and used. Returns the first response's body, the upgrade's status line, the echo."""
+async def _upgrade_after_a_request(server: str, hold_s: float, pipelined: bool) -> tuple[bytes, bytes, bytes]:
+    """A plain request, then a WebSocket upgrade on the same connection: sent the moment the
+    response has arrived (as a proxy with a warm connection does), or pipelined with it.
+    Then the socket is held open and used. Returns the first response's body, the upgrade's
+    status line, and the echo (or what the server sent before closing)."""
     host, port = server.removeprefix("http://").split(":")
     reader, writer = await asyncio.open_connection(host, int(port))
-    key = base64.b64encode(os.urandom(16))
-    writer.write(b"GET /health HTTP/1.1\r\nHost: api.localhost\r\n\r\n"
-                 b"GET /ws/health HTTP/1.1\r\nHost: api.localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                 b"Sec-WebSocket-Key: " + key + b"\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    request = b"GET /health HTTP/1.1\r\nHost: api.localhost\r\n\r\n"
+    upgrade_request = (b"GET /ws/health HTTP/1.1\r\nHost: api.localhost\r\nUpgrade: websocket\r\n"
+                       b"Connection: Upgrade\r\nSec-WebSocket-Key: " + base64.b64encode(os.urandom(16)) +
+                       b"\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    writer.write(request + upgrade_request if pipelined else request)
     try:
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
         match = re.search(rb"content-length: (\d+)", head, re.IGNORECASE)
         assert match, head
         body = await asyncio.wait_for(reader.readexactly(int(match.group(1))), 5)
+        if not pipelined:
+            writer.write(upgrade_request)
         upgrade = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
         await asyncio.sleep(hold_s)
         writer.write(_client_text_frame(b'{"ping": 1}'))
@@ -74,10 +78,11 @@ def test_media_stream_on_a_reused_keep_alive_connection_lasts_the_whole_call(lin
                                                 Utterance("Thanks, goodbye", pause_s=HOLD_S)],
                  reuse_connection=True)
 
-    async def both() -> tuple[CallRecording, tuple[bytes, bytes, bytes]]:
-        return await asyncio.gather(call.run(), _pipelined_upgrade(asgi_server, HOLD_S))
+    async def all_three() -> tuple[CallRecording, tuple[bytes, bytes, bytes], tuple[bytes, bytes, bytes]]:
+        return await asyncio.gather(call.run(), _upgrade_after_a_request(asgi_server, HOLD_S, pipelined=False),
+                                    _upgrade_after_a_request(asgi_server, HOLD_S, pipelined=True))
 
-    rec, (body, upgrade, echo) = asyncio.run(both())
+    rec, *raw = asyncio.run(all_three())
 
     assert rec.stream_reused_connection  # the webhook's connection
     assert rec.error == "", rec.error
@@ -88,10 +93,12 @@ def test_media_stream_on_a_reused_keep_alive_connection_lasts_the_whole_call(lin
     assert rec.stream_closed - rec.stream_opened > HOLD_S
     assert _saved(line, rec.call_id).end_reason == "agent_ended"
 
-    # Pipelined: the first response goes out whole before the 101, and the socket lives on.
-    assert body == b'{"status": "ok"}'
-    assert upgrade == b"HTTP/1.1 101 Switching Protocols"
-    assert json.loads(echo) == {"echo": {"ping": 1}}
+    # The same on a bare connection, upgraded right after a response, and pipelined: the
+    # first response goes out whole before the 101, and the socket lives on.
+    for body, upgrade, echo in raw:
+        assert body == b'{"status": "ok"}'
+        assert upgrade == b"HTTP/1.1 101 Switching Protocols"
+        assert echo == b'{"echo": {"ping": 1}}'
 
 
 def test_a_socket_that_never_sends_start_is_closed(asgi_server) -> None:
