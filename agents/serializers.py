@@ -50,9 +50,22 @@ class AgentOutput(serializers.ModelSerializer):
     class Meta:
         model = Agent
         fields = [
-            "object", "id", "name", "system_prompt", "first_message", "voice_id", "language", "model",
-            "temperature", "endpointing_ms", "utterance_end_ms", "silence_timeout_seconds",
-            "max_call_seconds", "extraction_fields", "created_at", "updated_at",
+            "object",
+            "id",
+            "name",
+            "system_prompt",
+            "first_message",
+            "voice_id",
+            "language",
+            "model",
+            "temperature",
+            "endpointing_ms",
+            "utterance_end_ms",
+            "silence_timeout_seconds",
+            "max_call_seconds",
+            "extraction_fields",
+            "created_at",
+            "updated_at",
         ]
 
     def get_object(self, agent: Agent) -> str:

@@ -28,12 +28,12 @@ def _shared(serializer_class: type[serializers.Serializer]) -> serializers.Seria
     return serializer
 
 
-def _bind_fields(serializer: serializers.BaseSerializer) -> None:
-    if isinstance(serializer, serializers.ListSerializer):
-        _bind_fields(serializer.child)
-    elif isinstance(serializer, serializers.Serializer):
-        for field in serializer.fields.values():
-            _bind_fields(field)
+def _bind_fields(field: object) -> None:
+    if isinstance(field, serializers.ListSerializer):
+        _bind_fields(field.child)
+    elif isinstance(field, serializers.Serializer):
+        for child in field.fields.values():
+            _bind_fields(child)
 
 
 def render(serializer_class: type[serializers.Serializer], instance: Any) -> dict[str, Any]:

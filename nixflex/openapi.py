@@ -97,9 +97,7 @@ def _error_response(envelope_ref: dict[str, str], codes: Iterable[str]) -> dict[
         "content": {
             "application/json": {
                 "schema": envelope_ref,
-                "examples": {
-                    code: {"summary": code, "value": ApiError(code).body()} for code in codes
-                },
+                "examples": {code: {"summary": code, "value": ApiError(code).body()} for code in codes},
             }
         },
     }

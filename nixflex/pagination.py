@@ -35,10 +35,13 @@ class _LimitField(serializers.IntegerField):
 class PageQuery(serializers.Serializer):
     """The query string of a list endpoint."""
 
-    limit = _LimitField(required=False, default=DEFAULT_LIMIT, min_value=1, max_value=MAX_LIMIT,
-                        help_text="Page size.")
-    starting_after = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False,
-                                           help_text="The id of the last object of the previous page.")
+    limit = _LimitField(required=False, default=DEFAULT_LIMIT, min_value=1, max_value=MAX_LIMIT, help_text="Page size.")
+    starting_after = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        trim_whitespace=False,
+        help_text="The id of the last object of the previous page.",
+    )
 
 
 @dataclass(frozen=True)
@@ -47,16 +50,21 @@ class Page(Generic[M]):
     has_more: bool
 
 
-def page_of(queryset: QuerySet[M], *, limit: int = DEFAULT_LIMIT, starting_after: str | None = None,
-            cursor_field: str = "pk") -> Page[M]:
+def page_of(
+    queryset: QuerySet[M], *, limit: int = DEFAULT_LIMIT, starting_after: str | None = None, cursor_field: str = "pk"
+) -> Page[M]:
     """Keyset pagination on (created_at, pk), so inserts never shift pages."""
     queryset = queryset.order_by("-created_at", "-pk")
     if starting_after:
-        anchor = queryset.model._default_manager.filter(**{cursor_field: starting_after}).values(
-            "created_at", "pk").first()
+        anchor = (
+            queryset.model._default_manager.filter(**{cursor_field: starting_after}).values("created_at", "pk").first()
+        )
         if anchor is None:
-            raise ApiError("invalid_request", "starting_after does not name an object in this list.",
-                           {"fields": {"starting_after": [f"Unknown id {starting_after!r}."]}})
+            raise ApiError(
+                "invalid_request",
+                "starting_after does not name an object in this list.",
+                {"fields": {"starting_after": [f"Unknown id {starting_after!r}."]}},
+            )
         queryset = queryset.filter(
             Q(created_at__lt=anchor["created_at"]) | Q(created_at=anchor["created_at"], pk__lt=anchor["pk"])
         )
@@ -70,16 +78,18 @@ def list_of(item: type[serializers.Serializer]) -> type[serializers.Serializer]:
     name = item.__name__.removesuffix("Output") + "List"
     fields: dict[str, Any] = {
         "data": item(many=True),
-        "has_more": serializers.BooleanField(help_text="Whether a next page exists (pass the last id as "
-                                                       "`starting_after`)."),
+        "has_more": serializers.BooleanField(
+            help_text="Whether a next page exists (pass the last id as `starting_after`)."
+        ),
         "__doc__": f"A page of {item.__name__.removesuffix('Output')} objects, newest first.",
         "__module__": item.__module__,
     }
     return type(name, (serializers.Serializer,), fields)
 
 
-def paginate(request: Request, queryset: QuerySet[M], render: Callable[[M], dict[str, Any]],
-             cursor_field: str = "pk") -> dict[str, Any]:
+def paginate(
+    request: Request, queryset: QuerySet[M], render: Callable[[M], dict[str, Any]], cursor_field: str = "pk"
+) -> dict[str, Any]:
     """A page rendered by a function (for views that have no output serializer yet)."""
     query = PageQuery(data=request.query_params)
     query.is_valid(raise_exception=True)

@@ -13,9 +13,17 @@ from django.db.models import Q, QuerySet
 
 from telephony.models import Call, PhoneNumber
 
-def list_calls(*, agent_id: str | None = None, customer_id: str | None = None, status: str | None = None,
-               direction: str | None = None, phone_number: str | None = None,
-               created_after: dt.datetime | None = None, created_before: dt.datetime | None = None) -> QuerySet[Call]:
+
+def list_calls(
+    *,
+    agent_id: str | None = None,
+    customer_id: str | None = None,
+    status: str | None = None,
+    direction: str | None = None,
+    phone_number: str | None = None,
+    created_after: dt.datetime | None = None,
+    created_before: dt.datetime | None = None,
+) -> QuerySet[Call]:
     """The account's calls matching every filter given (ordering is the paginator's).
 
     `phone_number` is our number on the call: the dialled number of an inbound call, the

@@ -35,8 +35,7 @@ class QueryTimestampField(serializers.DateTimeField):
         except ValueError:  # well formed but impossible, like 2026-02-30
             parsed = None
         if parsed is None:
-            raise serializers.ValidationError(
-                f"Expected an ISO 8601 date-time like 2026-11-22T15:04:05Z, got {raw!r}.")
+            raise serializers.ValidationError(f"Expected an ISO 8601 date-time like 2026-11-22T15:04:05Z, got {raw!r}.")
         if timezone.is_naive(parsed):
             parsed = timezone.make_aware(parsed, dt.UTC)
         return parsed
@@ -44,8 +43,12 @@ class QueryTimestampField(serializers.DateTimeField):
 
 def _choice(choices: tuple[str, ...], **kwargs: Any) -> serializers.ChoiceField:
     return serializers.ChoiceField(
-        choices=list(choices), required=False, allow_blank=True,
-        error_messages={"invalid_choice": f"Expected one of {', '.join(choices)}, got '{{input}}'."}, **kwargs)
+        choices=list(choices),
+        required=False,
+        allow_blank=True,
+        error_messages={"invalid_choice": f"Expected one of {', '.join(choices)}, got '{{input}}'."},
+        **kwargs,
+    )
 
 
 class CallListQuery(PageQuery):
@@ -54,9 +57,12 @@ class CallListQuery(PageQuery):
     agent_id = serializers.CharField(required=False, allow_blank=True)
     customer_id = serializers.CharField(required=False, allow_blank=True)
     phone_number = serializers.CharField(
-        required=False, allow_blank=True, trim_whitespace=False,
+        required=False,
+        allow_blank=True,
+        trim_whitespace=False,
         help_text="Our number on the call (E.164): the dialled number of an inbound call, the caller ID of an "
-                  "outbound one.")
+        "outbound one.",
+    )
     status = _choice(CALL_STATUSES)
     direction = _choice(CALL_DIRECTIONS)
     created_after = QueryTimestampField(required=False, help_text="ISO 8601, exclusive.")
@@ -80,7 +86,8 @@ class _BlankAsNull(serializers.CharField):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(allow_null=True, **kwargs)
 
-    def to_representation(self, value: Any) -> str | None:
+    # "" renders as null: the one CharField that may answer None.
+    def to_representation(self, value: Any) -> str | None:  # type: ignore[override]
         return str(value) if value else None
 
 
@@ -97,14 +104,24 @@ class _TranscriptField(serializers.JSONField):
     """Rendered as stored; documented as TranscriptEntry objects."""
 
 
-@extend_schema_field({"type": "array", "items": {"type": "object", "additionalProperties": {}},
-                      "description": "Per-turn latency marks (seconds into the call) and what the caller heard."})
+@extend_schema_field(
+    {
+        "type": "array",
+        "items": {"type": "object", "additionalProperties": {}},
+        "description": "Per-turn latency marks (seconds into the call) and what the caller heard.",
+    }
+)
 class _TurnsField(serializers.JSONField):
     pass
 
 
-@extend_schema_field({"type": "object", "additionalProperties": {},
-                      "description": "The agent's extraction fields, as filled from the conversation."})
+@extend_schema_field(
+    {
+        "type": "object",
+        "additionalProperties": {},
+        "description": "The agent's extraction fields, as filled from the conversation.",
+    }
+)
 class _ExtractionField(serializers.JSONField):
     pass
 
