@@ -41,7 +41,8 @@ def update_agent(*, agent: Agent, **fields: Any) -> Agent:
 @transaction.atomic
 def delete_agent(*, account: Account, agent: Agent) -> None:
     if agent.phone_numbers.exists():
-        raise ApiError("agent_has_phone_numbers",
-                       details={"agent_id": agent.id, "phone_numbers": agent.phone_numbers.count()})
+        raise ApiError(
+            "agent_has_phone_numbers", details={"agent_id": agent.id, "phone_numbers": agent.phone_numbers.count()}
+        )
     agent.delete()
     AgentDirectoryEntry.objects.filter(agent_id=agent.id, account=account).delete()

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 _AURA2 = {
     "en": "amalthea andromeda apollo arcas aries asteria athena atlas aurora callista cora cordelia delia "
-          "draco electra harmonia helena hera hermes hyperion iris janus juno jupiter luna mars minerva "
-          "neptune odysseus ophelia orion orpheus pandora phoebe pluto saturn selene thalia theia vesta zeus",
+    "draco electra harmonia helena hera hermes hyperion iris janus juno jupiter luna mars minerva "
+    "neptune odysseus ophelia orion orpheus pandora phoebe pluto saturn selene thalia theia vesta zeus",
     "es": "agustina alvaro antonia aquila carina celeste diana estrella gloria javier luciano nestor olivia "
-          "selena silvia sirio valerio",
+    "selena silvia sirio valerio",
     "de": "aurelia elara fabian julius kara lara viktoria",
     "nl": "beatrix cornelia daphne hestia lars leda rhea roman sander",
     "fr": "agathe hector",

@@ -15,8 +15,14 @@ os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/nixfle
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "nixflex.settings")
 # Production-like: DEBUG off (no query logging), with throwaway secrets.
 os.environ.setdefault("DEBUG", "false")
-for _name in ("SECRET_KEY", "API_KEY_PEPPER", "FIELD_ENCRYPTION_KEYS", "STREAM_TOKEN_SECRET",
-              "DEEPGRAM_API_KEY", "ANTHROPIC_API_KEY"):
+for _name in (
+    "SECRET_KEY",
+    "API_KEY_PEPPER",
+    "FIELD_ENCRYPTION_KEYS",
+    "STREAM_TOKEN_SECRET",
+    "DEEPGRAM_API_KEY",
+    "ANTHROPIC_API_KEY",
+):
     os.environ.setdefault(_name, f"bench-{_name.lower()}")
 os.environ.setdefault("ALLOWED_HOSTS", "*")
 os.environ.setdefault("DB_CONN_MAX_AGE", "60")
@@ -57,13 +63,33 @@ def start_server(port: int, extra_env: dict[str, str] | None = None) -> subproce
     profile = ["-m", "cProfile", "-o", os.environ["BENCH_PROFILE"]] if os.environ.get("BENCH_PROFILE") else []
     # The server gets core 0 to itself (the target is per process, one core); load
     # generators and stand-ins run on the other cores (see pin_to_other_cores).
-    pin = ["taskset", "-c", "0"] if os.cpu_count() and os.cpu_count() > 1 and _has_taskset() else []
-    proc = subprocess.Popen(
-        [*pin, sys.executable, *profile, "-m", "uvicorn", "nixflex.asgi:application",
-         "--http", "nixflex.uvicorn_protocol:HttpProtocol", "--host", "127.0.0.1", "--port", str(port),
-         "--log-level", "warning", "--no-access-log", *os.environ.get("BENCH_UVICORN_ARGS", "").split()],
-        cwd=ROOT, env=env, stdout=open("/tmp/nixflex-bench-server.log", "w"), stderr=subprocess.STDOUT,
-    )
+    pin = ["taskset", "-c", "0"] if (os.cpu_count() or 1) > 1 and _has_taskset() else []
+    # The child keeps its own copy of the log file descriptor.
+    with open("/tmp/nixflex-bench-server.log", "w") as log:
+        proc = subprocess.Popen(
+            [
+                *pin,
+                sys.executable,
+                *profile,
+                "-m",
+                "uvicorn",
+                "nixflex.asgi:application",
+                "--http",
+                "nixflex.uvicorn_protocol:HttpProtocol",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+                *os.environ.get("BENCH_UVICORN_ARGS", "").split(),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:

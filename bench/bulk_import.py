@@ -28,19 +28,19 @@ def main() -> None:
     twilio = TwilioStandin(latency_ms=args.latency_ms)
     os.environ["TWILIO_API_BASE_URL"] = twilio.start_in_thread()
     setup_django()
-    from django.db import connection
     from django.test import Client
     from django_tenants.utils import schema_context
 
     from agents.services import create_agent
     from telephony.models import PhoneNumber
+    from tenants.db import tenant_connection
     from tenants.models import NumberRoute
     from tenants.services import create_account
 
     account, key = create_account(name="Bulk bench", domain=f"bulk-{uuid.uuid4().hex[:8]}.localhost")
     with schema_context(account.schema_name):
         agent = create_agent(account=account, name="Ringback")
-    connection.set_schema_to_public()
+    tenant_connection().set_schema_to_public()
     sid, token = twilio.add_account()
     base = 4420_0000_0000 + int(uuid.uuid4().int % 10**6) * 1000
     numbers = [f"+{base + i}" for i in range(args.numbers)]
@@ -48,9 +48,25 @@ def main() -> None:
         twilio.add_number(sid, e164)
 
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "nixflex", "worker", "-Q", os.environ["CELERY_QUEUE"],
-         "--concurrency", "2", "--loglevel", "WARNING", "--without-gossip", "--without-mingle"],
-        cwd=ROOT, env=dict(os.environ))
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "nixflex",
+            "worker",
+            "-Q",
+            os.environ["CELERY_QUEUE"],
+            "--concurrency",
+            "2",
+            "--loglevel",
+            "WARNING",
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        cwd=ROOT,
+        env=dict(os.environ),
+    )
     try:
         time.sleep(3)  # let the worker connect
         client = Client(HTTP_HOST="api.localhost")
@@ -59,13 +75,19 @@ def main() -> None:
         # the ASGI server does that at start.
         client.get("/v1/jobs", HTTP_AUTHORIZATION=f"Bearer {key.api_key.key_id}:{key.secret}")
         started = time.perf_counter()
-        response = client.post("/v1/phone-numbers/bulk", {"numbers": rows}, content_type="application/json",
-                               HTTP_AUTHORIZATION=f"Bearer {key.api_key.key_id}:{key.secret}")
+        response = client.post(
+            "/v1/phone-numbers/bulk",
+            {"numbers": rows},
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Bearer {key.api_key.key_id}:{key.secret}",
+        )
         accepted = time.perf_counter() - started
         job_id = response.json()["id"]
         progress_seen = set()
         while True:
-            job = client.get(f"/v1/jobs/{job_id}", HTTP_AUTHORIZATION=f"Bearer {key.api_key.key_id}:{key.secret}").json()
+            job = client.get(
+                f"/v1/jobs/{job_id}", HTTP_AUTHORIZATION=f"Bearer {key.api_key.key_id}:{key.secret}"
+            ).json()
             progress_seen.add(job["done"])
             if job["status"] == "completed":
                 break
@@ -73,11 +95,13 @@ def main() -> None:
                 raise SystemExit("job did not finish in 120 s")
             time.sleep(0.1)
         elapsed = time.perf_counter() - started
-        connection.set_schema_to_public()
+        tenant_connection().set_schema_to_public()
         live = NumberRoute.objects.filter(phone_number__in=numbers, state="active").count()
         with schema_context(account.schema_name):
             rows_in_db = PhoneNumber.objects.filter(phone_number__in=numbers).count()
-        pointed = sum(1 for e in numbers if twilio.get_number(e)["voice_url"].endswith("/twilio/voice"))
+        pointed = sum(
+            1 for e in numbers if (got := twilio.get_number(e)) and got["voice_url"].endswith("/twilio/voice")
+        )
     finally:
         worker.terminate()
         worker.wait()

@@ -21,18 +21,22 @@ def main() -> None:
     args = parser.parse_args()
     setup_django()
     import requests
-    from django.db import connection
 
+    from tenants.db import tenant_connection
     from tenants.services import create_account
 
     timings = []
     accounts = []
     for i in range(args.accounts):
         started = time.perf_counter()
-        account, key = create_account(name=f"Bench {i}", domain=f"bench-{uuid.uuid4().hex[:8]}.localhost",
-                                      api_rate_per_second=100_000, api_burst=100_000)
+        account, key = create_account(
+            name=f"Bench {i}",
+            domain=f"bench-{uuid.uuid4().hex[:8]}.localhost",
+            api_rate_per_second=100_000,
+            api_burst=100_000,
+        )
         timings.append(time.perf_counter() - started)
-        connection.set_schema_to_public()
+        tenant_connection().set_schema_to_public()
         accounts.append((account, key))
 
     _, key = accounts[-1]
@@ -57,9 +61,9 @@ def main() -> None:
         server.wait()
 
     print(f"{'metric':<44}{'value':>12}")
-    print(f"{'create account (median of %d), s' % args.accounts:<44}{statistics.median(timings):>12.3f}")
+    print(f"{f'create account (median of {args.accounts}), s':<44}{statistics.median(timings):>12.3f}")
     print(f"{'create account (max), s':<44}{max(timings):>12.3f}")
-    print(f"{'GET /v1/agents p50, ms (%d sequential)' % args.requests:<44}{percentile(latencies, 50):>12.2f}")
+    print(f"{f'GET /v1/agents p50, ms ({args.requests} sequential)':<44}{percentile(latencies, 50):>12.2f}")
     print(f"{'GET /v1/agents p99, ms':<44}{percentile(latencies, 99):>12.2f}")
 
 

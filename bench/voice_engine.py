@@ -44,6 +44,7 @@ def main() -> None:
         [sys.executable, "-m", "standins.serve", "--twilio-port", str(ports["twilio"]),
          "--deepgram-port", str(ports["deepgram"]), "--anthropic-port", str(ports["anthropic"])],
         cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert standins.stdout is not None
     standins.stdout.readline()  # "stand-ins: ..." once all three listen
     urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     os.environ.update(TWILIO_API_BASE_URL=urls["twilio"], DEEPGRAM_BASE_URL=urls["deepgram"],
@@ -51,13 +52,13 @@ def main() -> None:
                       PLATFORM_MAX_CONCURRENT_CALLS="10000")
     setup_django()
     import requests
-    from django.db import connection
     from django_tenants.utils import schema_context
 
     from agents.services import create_agent
-    from standins.caller import SimulatedCall, Utterance
+    from standins.caller import CallRecording, SimulatedCall, Utterance
     from telephony.models import Call
     from telephony.services.numbers import import_number
+    from tenants.db import tenant_connection
     from tenants.services import create_account
 
     account, key = create_account(name="Voice bench", domain=f"voice-{uuid.uuid4().hex[:8]}.localhost",
@@ -71,7 +72,7 @@ def main() -> None:
                              first_message="Hello, how can I help?", silence_timeout_seconds=60)
         import_number(account=account, api_key_id=key.api_key.key_id,
                       data={"phone_number": e164, "twilio_sid": sid, "twilio_token": token, "agent_id": agent.id})
-    connection.set_schema_to_public()
+    tenant_connection().set_schema_to_public()
 
     port = free_port()
     server = start_server(port)
@@ -83,8 +84,8 @@ def main() -> None:
         for n in [int(x) for x in args.calls.split(",")]:
             requests.post(f"{urls['deepgram']}/_standin/reset")
 
-            async def run_calls() -> list:
-                async def one(i: int):
+            async def run_calls(count: int) -> list[CallRecording]:
+                async def one(i: int) -> CallRecording:
                     await asyncio.sleep(i * 0.05)  # callers do not all ring in the same millisecond
                     call = SimulatedCall(server_url=server_url, public_base_url="https://voice.bench.test",
                                          twilio_url=urls["twilio"], account_sid=sid, auth_token=token,
@@ -92,16 +93,16 @@ def main() -> None:
                                          max_seconds=120, hangup_grace_s=0.5)
                     return await call.run()
 
-                return await asyncio.gather(*(one(i) for i in range(n)))
+                return await asyncio.gather(*(one(i) for i in range(count)))
 
             cpu_before, started = _cpu_seconds(server.pid), time.monotonic()
             gen_before = _cpu_seconds(standins.pid) + sum(os.times()[:2])
-            recordings = asyncio.run(run_calls())
+            recordings = asyncio.run(run_calls(n))
             wall, cpu = time.monotonic() - started, _cpu_seconds(server.pid) - cpu_before
             gen_cpu = _cpu_seconds(standins.pid) + sum(os.times()[:2]) - gen_before
             connections = requests.get(f"{urls['deepgram']}/_standin/requests").json()["connections"]
             # End-of-turn messages the stand-in sent (speech_final with words, or UtteranceEnd).
-            finals = {}
+            finals: dict[str, list[float]] = {}
             for conn in connections:
                 if conn["kind"] == "listen":
                     ends = finals.setdefault(conn["tag"], [])
@@ -110,14 +111,15 @@ def main() -> None:
             overhead, jitter, gaps, frames, turns_ok = [], [], 0, 0, 0
             if os.environ.get("BENCH_DEBUG"):
                 for rec in recordings:
-                    print(rec.call_id, rec.ended_by, rec.close_code, rec.error, len(rec.agent), [a.text[:25] for a in rec.agent],
+                    print(rec.call_id, rec.ended_by, rec.close_code, rec.error, len(rec.agent),
+                          [a.text[:25] for a in rec.agent],
                           [round(rec.t0 + a.started - min(finals.get(rec.call_id, [0])), 3) for a in rec.agent],
                           len(finals.get(rec.call_id, [])))
             for rec in recordings:
                 ends = sorted(finals.get(rec.call_id, []))
                 speech = [(rec.t0 + a.started, rec.t0 + (a.ended or a.started)) for a in rec.agent]
                 # Each reply: from the first end-of-turn message after the previous reply.
-                for (_, previous_end), (start, _) in zip(speech, speech[1:]):
+                for (_, previous_end), (start, _) in zip(speech, speech[1:], strict=False):
                     turn_ends = [t for t in ends if previous_end < t <= start]
                     if turn_ends:
                         overhead.append((start - turn_ends[0]) * 1000)
@@ -129,7 +131,7 @@ def main() -> None:
             with schema_context(account.schema_name):
                 engine = [t["engine_ms"] for call in Call.objects.filter(id__in=[r.call_id for r in recordings])
                           for t in call.turns if t.get("engine_ms") is not None]
-            connection.set_schema_to_public()
+            tenant_connection().set_schema_to_public()
             rows.append((n, turns_ok, n * len(script), percentile(overhead, 50), percentile(overhead, 99),
                          percentile(engine, 50), percentile(engine, 99), frames, gaps,
                          percentile(jitter, 99), 100 * cpu / wall, 100 * gen_cpu / wall))

@@ -19,7 +19,10 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from nixflex.routing import websocket_urlpatterns  # noqa: E402
 
-application = ProtocolTypeRouter({
-    "http": WSGIMiddleware(django_http_app, workers=int(os.environ.get("HTTP_THREADS", "10"))),
-    "websocket": URLRouter(websocket_urlpatterns),
-})
+application = ProtocolTypeRouter(
+    {
+        # django-stubs types a WSGI response as HttpResponseBase, which is the iterable of bytes a2wsgi wants.
+        "http": WSGIMiddleware(django_http_app, workers=int(os.environ.get("HTTP_THREADS", "10"))),  # type: ignore[arg-type]
+        "websocket": URLRouter(websocket_urlpatterns),
+    }
+)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from django.db import connection
 from tenant_schemas_celery.app import CeleryApp
 from tenant_schemas_celery.task import TenantTask
+
+from tenants.db import tenant_connection
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "nixflex.settings")
 
@@ -25,7 +27,7 @@ class RequiresTenantTask(TenantTask):
     abstract = True
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if connection.schema_name == "public":
+        if tenant_connection().schema_name == "public":
             raise MissingTenantError(
                 f"task {self.name} was queued without a tenant; queue it inside the account's schema"
             )

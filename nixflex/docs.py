@@ -10,10 +10,10 @@ def api_description() -> str:
         "Phone voice agents on your own Twilio numbers.",
         "",
         "Authenticate with `Authorization: Bearer KEY_ID:KEY_SECRET`. Lists are newest first: "
-        "`?limit=1..100&starting_after=<id>` returns `{\"data\": [...], \"has_more\": bool}`.",
+        '`?limit=1..100&starting_after=<id>` returns `{"data": [...], "has_more": bool}`.',
         "",
         "## Errors",
-        "Every error is `{\"error\": {\"type\", \"code\", \"message\", \"doc_url\", \"details\"}}`. "
+        'Every error is `{"error": {"type", "code", "message", "doc_url", "details"}}`. '
         "Branch on `code`, not on `message`.",
         "",
         "| type | HTTP status |",

@@ -214,7 +214,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "nixflex.errors.api_exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "nixflex.openapi.ApiSchema",
     "UNAUTHENTICATED_USER": None,
 }
 # Default plan: sustained requests per second and burst, per API key and per account.
@@ -230,6 +230,14 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": r"/v1",
+    # Enum components named after what they are (fields called `status` or `type` recur).
+    "ENUM_NAME_OVERRIDES": {
+        "ErrorType": "nixflex.openapi.ERROR_TYPES",
+        "ErrorCode": "nixflex.openapi.ERROR_CODE_NAMES",
+        "CallStatus": "telephony.serializers.CALL_STATUSES",
+        "CallDirection": "telephony.serializers.CALL_DIRECTIONS",
+        "CallSummaryStatus": "telephony.serializers.SUMMARY_STATUSES",
+    },
 }
 
 # --- Misc ------------------------------------------------------------------------------

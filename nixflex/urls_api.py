@@ -22,8 +22,9 @@ from telephony.api_calls import CallDetailApi, CallListApi
 
 
 def unknown_route(request: HttpRequest) -> JsonResponse:
-    return error_json_response(ApiError("not_found", f"No such endpoint: {request.method} {request.path}.",
-                                        {"path": request.path}))
+    return error_json_response(
+        ApiError("not_found", f"No such endpoint: {request.method} {request.path}.", {"path": request.path})
+    )
 
 
 urlpatterns = [
@@ -40,12 +41,25 @@ urlpatterns = [
     path("v1/jobs/<str:job_id>", JobDetailApi.as_view()),
     path("v1/calls", CallListApi.as_view()),
     path("v1/calls/<str:call_id>", CallDetailApi.as_view()),
-    path("v1/openapi.json", SpectacularJSONAPIView.as_view(
-        authentication_classes=[], permission_classes=[], throttle_classes=[],
-        custom_settings={"DESCRIPTION": api_description()},
-    ), name="openapi"),
-    path("v1/docs", SpectacularSwaggerView.as_view(
-        url_name="openapi", authentication_classes=[], permission_classes=[], throttle_classes=[],
-    ), name="docs"),
+    path(
+        "v1/openapi.json",
+        SpectacularJSONAPIView.as_view(
+            authentication_classes=[],
+            permission_classes=[],
+            throttle_classes=[],
+            custom_settings={"DESCRIPTION": api_description()},
+        ),
+        name="openapi",
+    ),
+    path(
+        "v1/docs",
+        SpectacularSwaggerView.as_view(
+            url_name="openapi",
+            authentication_classes=[],
+            permission_classes=[],
+            throttle_classes=[],
+        ),
+        name="docs",
+    ),
     re_path(r"^v1/", unknown_route),
 ]

@@ -7,81 +7,47 @@ queryset here only ever sees that account's calls.
 from __future__ import annotations
 
 import datetime as dt
-import re
-from typing import Mapping
+from collections.abc import Mapping
 
 from django.db.models import Q, QuerySet
-from django.utils import timezone
-from django.utils.dateparse import parse_date, parse_datetime
 
-from nixflex.errors import ApiError
 from telephony.models import Call, PhoneNumber
 
-CALL_STATUSES = tuple(Call.STATUS_RANK)
-CALL_DIRECTIONS = (Call.INBOUND, Call.OUTBOUND)
-# An unencoded "+" in a query string arrives as a space: "+00:00" -> " 00:00".
-_SPACE_OFFSET = re.compile(r" (\d{2}(?::?\d{2})?)$")
 
+def list_calls(
+    *,
+    agent_id: str | None = None,
+    customer_id: str | None = None,
+    status: str | None = None,
+    direction: str | None = None,
+    phone_number: str | None = None,
+    created_after: dt.datetime | None = None,
+    created_before: dt.datetime | None = None,
+) -> QuerySet[Call]:
+    """The account's calls matching every filter given (ordering is the paginator's).
 
-def _invalid(field: str, problem: str) -> ApiError:
-    return ApiError("invalid_request", f"Invalid {field}: {problem}", {"fields": {field: [problem]}})
-
-
-def parse_timestamp(field: str, raw: str) -> dt.datetime:
-    """ISO 8601 (`2026-11-22T15:04:05Z`, with an offset, or a bare date); naive means UTC."""
-    value = _SPACE_OFFSET.sub(r"+\1", raw.strip())
-    try:
-        parsed = parse_datetime(value)
-        if parsed is None:
-            day = parse_date(value)
-            parsed = dt.datetime.combine(day, dt.time()) if day is not None else None
-    except ValueError:  # well formed but impossible, like 2026-02-30
-        parsed = None
-    if parsed is None:
-        raise _invalid(field, f"Expected an ISO 8601 date-time like 2026-11-22T15:04:05Z, got {raw!r}.")
-    if timezone.is_naive(parsed):
-        parsed = timezone.make_aware(parsed, dt.timezone.utc)
-    return parsed
-
-
-def _phone(raw: str) -> str:
-    # A raw "+447446466847" in a query string arrives as " 447446466847".
-    value = raw.strip()
-    if raw.startswith(" ") and value.isdigit():
-        value = f"+{value}"
-    return value
-
-
-def list_calls(params: Mapping[str, str]) -> QuerySet[Call]:
-    """The account's calls matching the query's filters (ordering is the paginator's).
-
-    Filters: agent_id, customer_id, status, direction, phone_number (our number on the
-    call: the dialled number of an inbound call, the caller ID of an outbound one),
-    created_after / created_before (ISO 8601, exclusive bounds).
+    `phone_number` is our number on the call: the dialled number of an inbound call, the
+    caller ID of an outbound one. The time bounds are exclusive.
     """
     queryset = Call.objects.all()
-    for name in ("agent_id", "customer_id"):
-        if params.get(name):
-            queryset = queryset.filter(**{name: params[name]})
-    if params.get("status"):
-        if params["status"] not in CALL_STATUSES:
-            raise _invalid("status", f"Expected one of {', '.join(CALL_STATUSES)}, got {params['status']!r}.")
-        queryset = queryset.filter(status=params["status"])
-    if params.get("direction"):
-        if params["direction"] not in CALL_DIRECTIONS:
-            raise _invalid("direction", f"Expected inbound or outbound, got {params['direction']!r}.")
-        queryset = queryset.filter(direction=params["direction"])
-    if params.get("phone_number"):
-        number = _phone(params["phone_number"])
+    if agent_id:
+        queryset = queryset.filter(agent_id=agent_id)
+    if customer_id:
+        queryset = queryset.filter(customer_id=customer_id)
+    if status:
+        queryset = queryset.filter(status=status)
+    if direction:
+        queryset = queryset.filter(direction=direction)
+    if phone_number:
         queryset = queryset.filter(
-            Q(phone_number__phone_number=number)
-            | Q(direction=Call.INBOUND, to_number=number)
-            | Q(direction=Call.OUTBOUND, from_number=number)
+            Q(phone_number__phone_number=phone_number)
+            | Q(direction=Call.INBOUND, to_number=phone_number)
+            | Q(direction=Call.OUTBOUND, from_number=phone_number)
         )
-    if params.get("created_after"):
-        queryset = queryset.filter(created_at__gt=parse_timestamp("created_after", params["created_after"]))
-    if params.get("created_before"):
-        queryset = queryset.filter(created_at__lt=parse_timestamp("created_before", params["created_before"]))
+    if created_after is not None:
+        queryset = queryset.filter(created_at__gt=created_after)
+    if created_before is not None:
+        queryset = queryset.filter(created_at__lt=created_before)
     return queryset
 
 

@@ -27,8 +27,11 @@ class AccountAdmin(TenantAdminMixin, admin.ModelAdmin):
     def issue_api_key(self, request: HttpRequest, queryset: QuerySet[Account]) -> None:
         for account in queryset:
             issued = create_api_key(account=account, name="admin")
-            self.message_user(request, f"{account.name}: {issued.api_key.key_id}:{issued.secret} — copy it now, "
-                                       "it is not shown again.", messages.WARNING)
+            self.message_user(
+                request,
+                f"{account.name}: {issued.api_key.key_id}:{issued.secret} — copy it now, it is not shown again.",
+                messages.WARNING,
+            )
 
 
 @admin.register(Domain)

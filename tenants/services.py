@@ -58,9 +58,7 @@ def create_account(*, name: str, domain: str, **plan: int) -> tuple[Account, Iss
 
 def create_api_key(*, account: Account, name: str = "") -> IssuedKey:
     secret = f"sk_{secrets.token_urlsafe(32)}"
-    api_key = ApiKey.objects.create(
-        key_id=new_id("key"), account=account, name=name, secret_hash=hash_secret(secret)
-    )
+    api_key = ApiKey.objects.create(key_id=new_id("key"), account=account, name=name, secret_hash=hash_secret(secret))
     return IssuedKey(api_key=api_key, secret=secret)
 
 
@@ -73,18 +71,21 @@ def revoke_api_key(*, api_key: ApiKey) -> None:
 def authenticate_bearer(authorization: str | None) -> ApiKey:
     """`Bearer key_id:key_secret` -> the live ApiKey (with its account), or ApiError."""
     if not authorization:
-        raise ApiError("invalid_api_key", "Missing Authorization header. Use 'Authorization: Bearer key_id:key_secret'.")
+        raise ApiError(
+            "invalid_api_key", "Missing Authorization header. Use 'Authorization: Bearer key_id:key_secret'."
+        )
     scheme, _, credentials = authorization.strip().partition(" ")
     if scheme.lower() != "bearer" or not credentials.strip():
-        raise ApiError("invalid_api_key", "Malformed Authorization header. Use 'Authorization: Bearer key_id:key_secret'.")
+        raise ApiError(
+            "invalid_api_key", "Malformed Authorization header. Use 'Authorization: Bearer key_id:key_secret'."
+        )
     key_id, sep, secret = credentials.strip().partition(":")
     if not sep or not secret:
         if _KEY_ID_RE.match(key_id):
             raise ApiError("key_secret_required")
         raise ApiError("invalid_api_key")
     api_key = (
-        ApiKey.objects.select_related("account").filter(key_id=key_id).first()
-        if _KEY_ID_RE.match(key_id) else None
+        ApiKey.objects.select_related("account").filter(key_id=key_id).first() if _KEY_ID_RE.match(key_id) else None
     )
     # Compare even when the key is unknown, so timing does not reveal which ids exist.
     expected = api_key.secret_hash if api_key else hash_secret("no-such-key")
