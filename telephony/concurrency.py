@@ -291,7 +291,7 @@ class _Keeper:
                 _ledger.unreleased.pop(call_id, None)
             for call_id in released:
                 # Twilio said the call ended: its stream is going too; stop renewing it.
-                _ledger.live.pop(call_id.decode() if isinstance(call_id, bytes) else call_id, None)
+                _ledger.live.pop(_text(call_id), None)
 
     def withdraw(self) -> None:
         """On a clean shutdown: stop advertising this process's capacity now."""
@@ -403,15 +403,19 @@ def active_calls(schema_name: str) -> int:
     return int(_redis().zcard(key))
 
 
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def platform_load() -> dict[str, Any]:
     """Every live web process's advertised capacity and calls, and the slots held."""
     r, now = _redis(), time.time()
-    alive = [p.decode() for p in r.zrangebyscore(_key("processes"), now, "+inf")]
+    alive = [_text(p) for p in r.zrangebyscore(_key("processes"), now, "+inf")]
     capacities = r.hmget(_key("process-capacity"), alive) if alive else []
     lives = r.hmget(_key("process-live"), alive) if alive else []
     processes = [{"process": p, "capacity": int(c or 0), "live": int(n or 0)}
                  for p, c, n in zip(alive, capacities, lives)]
-    capacity = sum(p["capacity"] for p in processes)
+    capacity = sum(int(c or 0) for c in capacities)
     return {"processes": processes, "capacity": capacity,
             "pool": min(capacity, settings.PLATFORM_MAX_CONCURRENT_CALLS),
             "slots_held": int(r.zcount(_key("platform"), now, "+inf"))}

@@ -1,16 +1,23 @@
 """The system prompt of a call: customer variables, call context, caller history."""
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
-from agents.prompts import DATA_NOTICE, CallContext, PastCall, build_system_prompt, render_template, tools_for
+from agents.prompts import (
+    DATA_NOTICE,
+    CallContext,
+    PastCall,
+    build_system_prompt,
+    render_template,
+    tools_for,
+)
 
-NOW = datetime(2026, 7, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 7, 1, 12, 0, tzinfo=UTC)
 
 
 def _past(day: int, summary: str) -> PastCall:
-    return PastCall(at=datetime(2026, 6, day, tzinfo=timezone.utc), summary=summary)
+    return PastCall(at=datetime(2026, 6, day, tzinfo=UTC), summary=summary)
 
 
 def test_placeholders_are_filled_and_unknown_ones_removed() -> None:
@@ -22,7 +29,7 @@ def test_prompt_has_context_history_and_local_time() -> None:
     context = CallContext(caller_number="+447700900123", dialled_number="+442011110001",
                           variables={"clinic_name": "Bright Bite", "customer_name": "Bright Bite"},
                           timezone="Europe/London", can_transfer=True,
-                          history=(PastCall(at=datetime(2026, 11, 20, tzinfo=timezone.utc), summary="Booked a cleaning."),))
+                          history=(PastCall(at=datetime(2026, 11, 20, tzinfo=UTC), summary="Booked a cleaning."),))
     prompt = build_system_prompt("You answer for {{clinic_name}}.", context, NOW)
     assert prompt.startswith("You answer for Bright Bite.")
     assert "<caller_number>+447700900123</caller_number>" in prompt and "13:00 (Europe/London)" in prompt
