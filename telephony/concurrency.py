@@ -246,15 +246,16 @@ class _Keeper:
     def __init__(self) -> None:
         self.pid = os.getpid()
         self.process_id = f"{socket.gethostname()}:{self.pid}:{secrets.token_hex(3)}"
-        self.wake = threading.Event()
         self.failing = False
         self.thread = threading.Thread(target=self._loop, name="call-lease-keeper", daemon=True)
 
     def _loop(self) -> None:
         while True:
-            self.tick()
-            self.wake.wait(settings.CALL_LEASE_RENEW_SECONDS)
-            self.wake.clear()
+            try:
+                self.tick()
+            except Exception:  # the keeper must outlive any one bad tick, or live calls lose their slots
+                logger.exception("call-lease keeper tick failed; trying again next tick")
+            time.sleep(settings.CALL_LEASE_RENEW_SECONDS)
 
     def tick(self) -> None:
         """Advertise this process, renew the leases of the calls it serves, retry releases.
