@@ -18,6 +18,10 @@ from a2wsgi import WSGIMiddleware  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from nixflex.routing import websocket_urlpatterns  # noqa: E402
+from telephony import concurrency  # noqa: E402
+
+# A web process: advertise its call capacity (and renew its calls' slots) from now on.
+concurrency.start_keeper()
 
 application = ProtocolTypeRouter(
     {

@@ -78,7 +78,23 @@ LLM_FIRST_TOKEN_TIMEOUT_SECONDS = env.float("LLM_FIRST_TOKEN_TIMEOUT_SECONDS", d
 LLM_TIMEOUT_SECONDS = env.float("LLM_TIMEOUT_SECONDS", default=15.0)
 # Deepgram's standard plans cap concurrent streams (~15 TTS): a platform-wide limit.
 PLATFORM_MAX_CONCURRENT_CALLS = env.int("PLATFORM_MAX_CONCURRENT_CALLS", default=15)
+# At most this fraction of the platform pool (the limit above, or the web processes'
+# advertised capacity if smaller) goes to one account, whatever its plan allows.
+PLATFORM_ACCOUNT_SHARE = env.float("PLATFORM_ACCOUNT_SHARE", default=0.5)
+# Calls one web process serves without degrading (bench/voice_engine.py on one core);
+# each process advertises it, and admission refuses calls beyond the sum.
+PROCESS_CALL_CAPACITY = env.int("PROCESS_CALL_CAPACITY", default=150)
 CALL_LEASE_PREFIX = env.str("CALL_LEASE_PREFIX", default="nixflex:calls")
+# A call's slot: short from the voice webhook until its media stream starts (a call that
+# never streams frees it quickly), then long, renewed by the process serving the call.
+# The live lease outlasts two missed renewals, so a Redis blip drops no call.
+CALL_ADMISSION_LEASE_SECONDS = env.float("CALL_ADMISSION_LEASE_SECONDS", default=30.0)
+CALL_LIVE_LEASE_SECONDS = env.float("CALL_LIVE_LEASE_SECONDS", default=90.0)
+CALL_LEASE_RENEW_SECONDS = env.float("CALL_LEASE_RENEW_SECONDS", default=30.0)
+CALL_LEASE_REDIS_TIMEOUT_SECONDS = env.float("CALL_LEASE_REDIS_TIMEOUT_SECONDS", default=1.0)
+# Claude's system prompt after placeholders are filled: customer values and caller
+# history are cut to fit, never the agent's own instructions.
+MAX_SYSTEM_PROMPT_CHARS = env.int("MAX_SYSTEM_PROMPT_CHARS", default=20_000)
 # Twilio connects the media stream within a second or two of our TwiML.
 STREAM_TOKEN_MAX_AGE_SECONDS = env.int("STREAM_TOKEN_MAX_AGE_SECONDS", default=120)
 # A media socket that has not sent `start` by then is closed (Twilio sends it at once).

@@ -4,11 +4,12 @@ from django.contrib import admin
 from django.http import HttpRequest, JsonResponse
 from django.urls import include, path
 
-from telephony import webhooks
+from telephony import concurrency, webhooks
 
 
 def health(request: HttpRequest) -> JsonResponse:
-    return JsonResponse({"status": "ok"})
+    # `calls`: the capacity this process advertises for admission, and the calls it serves.
+    return JsonResponse({"status": "ok", "calls": concurrency.process_load()})
 
 
 urlpatterns = [

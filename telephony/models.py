@@ -106,6 +106,8 @@ class Call(models.Model):
     COMPLETED, BUSY, FAILED, NO_ANSWER, CANCELED, REJECTED = (
         "completed", "busy", "failed", "no-answer", "canceled", "rejected")
     TERMINAL = frozenset({COMPLETED, BUSY, FAILED, NO_ANSWER, CANCELED, REJECTED})
+    # Why a call was rejected (its `end_reason` says which limit).
+    CONCURRENT_CALL_LIMIT = "concurrent_call_limit"
     # A late or repeated status callback never moves a call backwards.
     STATUS_RANK = {QUEUED: 0, RINGING: 1, IN_PROGRESS: 2, **{s: 3 for s in TERMINAL}}
 

@@ -8,8 +8,9 @@ token over the URL built from PUBLIC_BASE_URL, and nothing is written before it 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -102,35 +103,51 @@ def answer_inbound_call(*, params: Mapping[str, str], signature: str, url: str) 
                     )
             except IntegrityError:  # the same webhook delivered twice at once
                 call = Call.objects.get(twilio_call_sid=call_sid)
+        if call.phone_number_id != number.id:
+            # Another number's CallSid, signed with this number's token: a number's token
+            # vouches for its own calls only (not another clinic's of the same account).
+            raise WebhookForbidden(f"call {call_sid} is not a call to {number.phone_number}")
         if call.status in Call.TERMINAL:  # a retried webhook for a call we refused or that ended
             return WebhookAnswer(_say_and_hang_up(LINES_BUSY), call.id)
-        # Admission is idempotent per call: a retried webhook re-checks (or keeps) its slot.
+        # A short slot until the media stream starts (idempotent: a retried webhook keeps it).
         full = concurrency.admit(schema_name=account.schema_name, call_id=call.id,
-                                 account_limit=account.max_concurrent_calls,
-                                 lease_seconds=number.agent.max_call_seconds + 120)
+                                 account_limit=account.max_concurrent_calls)
         if full is not None:
-            logger.warning("call %s rejected: %s concurrent call limit", call.id, full)
-            Call.objects.filter(pk=call.pk).update(status=Call.REJECTED, rejection_reason="concurrent_call_limit",
-                                                   end_reason=f"{full}_limit", ended_at=timezone.now())
+            logger.warning("call %s rejected: no call slot (%s)", call.id, full)
+            Call.objects.filter(pk=call.pk).update(status=Call.REJECTED, rejection_reason=Call.CONCURRENT_CALL_LIMIT,
+                                                   end_reason=full, ended_at=timezone.now())
             return WebhookAnswer(_say_and_hang_up(LINES_BUSY), call.id)
         return WebhookAnswer(_stream_twiml(call, account.schema_name), call.id)
 
 
 def record_status(*, params: Mapping[str, str], signature: str, url: str) -> None:
-    """POST /twilio/status: idempotent, and never moves a call's status backwards."""
+    """POST /twilio/status: idempotent, and never moves a call's status backwards.
+
+    The call is found through our number on either side (`To` inbound, `From` outbound),
+    and the callback must be signed with the token of the call's own number: a number's
+    token vouches for that number's calls only, not for other calls of its account."""
     call_sid = params.get("CallSid", "")
+    not_its_number = ""
     for e164 in (params.get("To", ""), params.get("From", "")):
         route = _route(e164)
         if route is None:
             continue
         with tenant_context(route.account):
-            number = PhoneNumber.objects.filter(phone_number=e164).first()
-            call = Call.objects.filter(twilio_call_sid=call_sid).first()
-            if number is None or call is None:
+            call = Call.objects.select_related("phone_number").filter(twilio_call_sid=call_sid).first()
+            if call is None:
+                continue
+            number = call.phone_number
+            if number is None:  # its number was removed: nothing left to verify the callback with
+                logger.info("status callback for call %s whose number is gone: ignored", call.id)
+                return
+            if number.phone_number != e164:
+                not_its_number = e164  # the other side may still be the call's number
                 continue
             _check_signature(number, url, params, signature)
             _apply_status(route.account, call, params)
             return
+    if not_its_number:
+        raise WebhookForbidden(f"status callback for call {call_sid} through {not_its_number}, not its number")
     logger.info("status callback for unknown call %s", call_sid)
 
 

@@ -18,6 +18,7 @@ from telephony import concurrency
 from telephony.models import Call
 from telephony.services.calls import stream_url
 from telephony.twilio_client import CallControl, TwilioGateway
+from tenants.models import Account
 
 logger = logging.getLogger(__name__)
 
@@ -48,11 +49,7 @@ def open_live_call(*, schema_name: str, call_id: str, signature: str) -> LiveCal
             raise StreamRefused("missing or bad signature on the stream upgrade")
         agent, customer = call.agent, call.customer
         variables = customer.template_variables() if customer else {}
-        history = tuple(
-            PastCall(at=past.created_at, summary=past.summary)
-            for past in Call.objects.filter(from_number=call.from_number).exclude(id=call.id)
-            .exclude(summary="").order_by("-created_at")[:HISTORY_CALLS]
-        )
+        history = tuple(PastCall(at=past.created_at, summary=past.summary) for past in _earlier_calls(call))
         context = CallContext(caller_number=call.from_number, dialled_number=call.to_number, variables=variables,
                               timezone=customer.timezone if customer else "UTC", history=history,
                               can_transfer=bool(customer and customer.transfer_number))
@@ -65,24 +62,42 @@ def open_live_call(*, schema_name: str, call_id: str, signature: str) -> LiveCal
             silence_timeout_seconds=agent.silence_timeout_seconds, max_call_seconds=agent.max_call_seconds,
             transfer_number=customer.transfer_number if customer else "",
         )
-        Call.objects.filter(pk=call.pk, status__in=[Call.QUEUED, Call.RINGING]).update(
-            status=Call.IN_PROGRESS, answered_at=timezone.now())
         gateway = TwilioGateway(number.twilio_account_sid, number.twilio_auth_token, stored_credentials=True)
+        # The stream is real: the call's short admission lease becomes a renewed one.
+        refused = concurrency.hold_for_stream(schema_name=schema_name, call_id=call.id,
+                                              account_limit=_account_limit(schema_name),
+                                              max_call_seconds=agent.max_call_seconds)
+        if refused is not None:
+            raise StreamRefused(f"no call slot ({refused})")
+        try:
+            Call.objects.filter(pk=call.pk, status__in=[Call.QUEUED, Call.RINGING]).update(
+                status=Call.IN_PROGRESS, answered_at=timezone.now())
+        except Exception:
+            concurrency.release(schema_name=schema_name, call_id=call.id)
+            raise
         return LiveCall(setup=setup, control=CallControl(gateway, call.twilio_call_sid))
 
 
+def _earlier_calls(call: Call) -> list[Call]:
+    """The caller's earlier calls with the same end-customer (one clinic), or with the same
+    number when it serves no customer: never another clinic's calls of the account."""
+    scope = {"customer_id": call.customer_id} if call.customer_id else {
+        "phone_number_id": call.phone_number_id, "customer__isnull": True}
+    return list(Call.objects.filter(from_number=call.from_number, **scope).exclude(id=call.id)
+                .exclude(summary="").order_by("-created_at")[:HISTORY_CALLS])
+
+
+def _account_limit(schema_name: str) -> int:
+    account = Account.objects.only("max_concurrent_calls").get(schema_name=schema_name)
+    return account.max_concurrent_calls
+
+
 def close_live_call(*, schema_name: str, call_id: str, outcome: Outcome) -> None:
-    """Save the transcript and per-turn metrics, free the call's slot, queue the summary.
-    The slot is freed even if saving fails."""
-    try:
-        _save_outcome(schema_name=schema_name, call_id=call_id, outcome=outcome)
-    finally:
-        concurrency.release(schema_name=schema_name, call_id=call_id)
-
-
-def _save_outcome(*, schema_name: str, call_id: str, outcome: Outcome) -> None:
+    """Free the call's slot, save the transcript and per-turn metrics, queue the summary."""
     from telephony.tasks import summarize_call
 
+    # First: the call is over, and its slot is free whatever happens to the writes below.
+    concurrency.release(schema_name=schema_name, call_id=call_id)
     with schema_context(schema_name):
         with transaction.atomic():
             call = Call.objects.select_for_update().get(id=call_id)
