@@ -4,4 +4,6 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 NIXFLEX_DB_NAME=nixflex_test source "$ROOT/scripts/bootstrap.sh"
 cd "$ROOT"
+# Development defaults come from here (and tests/settings.py), never from settings.py.
+export DEBUG="${DEBUG:-true}"
 exec python -m pytest -q "$@"
