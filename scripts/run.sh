@@ -119,11 +119,13 @@ if [ -z "${TWILIO_API_BASE_URL:-}${DEEPGRAM_BASE_URL:-}${ANTHROPIC_BASE_URL:-}" 
 fi
 
 python manage.py collectstatic --noinput -v 0 || fail "collectstatic failed (see above)"
-python manage.py migrate_all -v 0 || fail "migrating the database failed (see above)"
-
+# The web server loads while the database migrates (it touches the database only when
+# requests come, and the demo is seeded once both are done); the worker's periodic
+# jobs need the tables, so it starts after.
 start web "$LOGS/web.log" python -m uvicorn nixflex.asgi:application --host 127.0.0.1 --port "$PORT" \
   --log-level warning
 web_pid="${pids[-1]}"
+python manage.py migrate_all -v 0 || fail "migrating the database failed (see above)"
 start worker "$LOGS/worker.log" python -m celery -A nixflex worker -B --concurrency 2 --loglevel INFO \
   --schedule "$STATE/celerybeat-schedule"
 

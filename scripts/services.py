@@ -157,7 +157,7 @@ def main(dbname: str) -> int:
         step, url = "Redis", ""
         url = redis_url()
         ensure_redis(url)
-    except Exception as exc:  # one clear line for the person running make, not a traceback
+    except Exception as exc:  # noqa: BLE001 -- one clear line for the person running make, not a traceback
         where = f" at {_redact(url)}" if url else ""
         print(f"bootstrap: {step} is not usable{where}: {type(exc).__name__}: {exc}".rstrip(), file=sys.stderr)
         return 1

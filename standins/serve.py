@@ -18,6 +18,13 @@ from standins.deepgram_api import DeepgramStandin
 from standins.twilio_api import TwilioStandin
 
 
+def _write_ready_file(path: str, urls: dict[str, str]) -> None:
+    """Written whole, then renamed: a reader never sees half of it."""
+    with open(f"{path}.tmp", "w") as out:
+        json.dump(urls, out)
+    os.replace(f"{path}.tmp", path)
+
+
 async def serve(host: str, twilio_port: int, deepgram_port: int, anthropic_port: int,
                 twilio_latency_ms: float, ready_file: str = "") -> None:
     twilio = TwilioStandin(latency_ms=twilio_latency_ms)
@@ -25,11 +32,9 @@ async def serve(host: str, twilio_port: int, deepgram_port: int, anthropic_port:
     anthropic = AnthropicStandin()
     urls = [await twilio.start(host, twilio_port), await deepgram.start(host, deepgram_port),
             await anthropic.start(host, anthropic_port)]
-    print("stand-ins: twilio %s, deepgram %s, anthropic %s" % tuple(urls), flush=True)
-    if ready_file:  # written whole, then renamed: a reader never sees half of it
-        with open(f"{ready_file}.tmp", "w") as out:
-            json.dump(dict(zip(("twilio", "deepgram", "anthropic"), urls)), out)
-        os.replace(f"{ready_file}.tmp", ready_file)
+    print("stand-ins: twilio {}, deepgram {}, anthropic {}".format(*urls), flush=True)
+    if ready_file:
+        await asyncio.to_thread(_write_ready_file, ready_file, dict(zip(("twilio", "deepgram", "anthropic"), urls)))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -48,7 +48,7 @@ def number_at_twilio(twilio: str, phone_number: str) -> tuple[str, str, str]:
 
 
 def print_call(rec: CallRecording) -> None:
-    events = [(a.started, "agent", a.text, None) for a in rec.agent]
+    events: list[tuple[float, str, str, float | None]] = [(a.started, "agent", a.text, None) for a in rec.agent]
     events += [(t.speech_end, "caller", t.caller_text, t.latency_ms) for t in rec.turns]
     for at, who, text, latency in sorted(events, key=lambda e: e[0]):
         extra = f"   (agent answered after {latency:.0f} ms)" if latency is not None else ""
@@ -101,7 +101,7 @@ def main() -> int:
     parser.add_argument("--from", dest="from_", default="+447700900001", help="the caller's number")
     parser.add_argument("--say", action="append", default=[], help="a caller utterance (repeatable)")
     parser.add_argument("--server", default="http://127.0.0.1:8000", help="where the server listens")
-    parser.add_argument("--twilio", default="http://127.0.0.1:18010", help="the Twilio stand-in's base URL")
+    parser.add_argument("--twilio", required=True, help="the Twilio stand-in's base URL (make run prints it)")
     parser.add_argument("--api-key", default="", help="KEY_ID:KEY_SECRET of the number's account (for the timings)")
     args = parser.parse_args()
     try:

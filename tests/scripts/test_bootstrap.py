@@ -45,7 +45,8 @@ def _stop_embedded(data: Path) -> None:
             os.kill(pid, sig)
         except (OSError, ValueError, IndexError):
             continue
-        wait_until(lambda: not Path(f"/proc/{pid}").exists(), timeout=20)
+        proc_dir = Path(f"/proc/{pid}")
+        wait_until(lambda: not proc_dir.exists(), timeout=20)  # noqa: B023 -- called right here
     shutil.rmtree(data, ignore_errors=True)
 
 
