@@ -26,32 +26,61 @@ fail() {
 }
 
 # --- Everything started here is stopped on the way out, whatever the way out. ----------
+# Each process leads its own process group (setsid), recorded in $STATE/groups: the
+# group takes its children (Celery's pool) with it, and a later run can stop what a run
+# killed outright (kill -9) left behind.
 pids=()
 names=()
+owns_state=""
+stop_groups() {  # stop_groups PID...: TERM, 15 s to finish, then KILL
+  local pid alive
+  for pid in "$@"; do kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true; done
+  for _ in $(seq 1 150); do
+    alive=""
+    for pid in "$@"; do
+      if kill -0 -- "-$pid" 2>/dev/null || kill -0 "$pid" 2>/dev/null; then alive=1; fi
+    done
+    [ -z "$alive" ] && return 0
+    sleep 0.1
+  done
+  for pid in "$@"; do kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true; done
+}
 stop_all() {
   local status=$?
   trap - EXIT INT TERM HUP
   if [ ${#pids[@]} -gt 0 ]; then
     echo "Stopping ${names[*]}..." >&2
-    # Each process leads its own process group (setsid): the group takes its children
-    # (Celery's pool) with it.
-    for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true; done
-    for _ in $(seq 1 150); do  # 15 s to stop gracefully, then killed
-      alive=""
-      for pid in "${pids[@]}"; do
-        if kill -0 -- "-$pid" 2>/dev/null || kill -0 "$pid" 2>/dev/null; then alive=1; fi
-      done
-      [ -z "$alive" ] && break
-      sleep 0.1
-    done
-    for pid in "${pids[@]}"; do kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true; done
+    stop_groups "${pids[@]}"
     wait 2>/dev/null || true
     echo "Stopped." >&2
   fi
+  [ -z "$owns_state" ] || rm -f "$STATE/groups" "$STATE/owner"
   exit "$status"
 }
 trap stop_all EXIT
 trap 'exit 0' INT TERM HUP  # a requested stop is a clean exit
+
+owner="$(cat "$STATE/owner" 2>/dev/null || true)"
+if [ -n "$owner" ] && [ "$owner" != $$ ] && ps -o command= -p "$owner" 2>/dev/null | grep -q "scripts/run.sh"; then
+  fail "another 'make run' (pid $owner) is running with $NIXFLEX_DATA_DIR; stop it first (Ctrl-C there)"
+fi
+echo $$ > "$STATE/owner"
+owns_state=1
+# Leftovers of an earlier run in this data directory that was killed outright.
+if [ -s "$STATE/groups" ]; then
+  leftovers=()
+  while read -r group; do
+    # Only a group that still runs one of ours (the pid may have been reused since).
+    if ps -eo pgid=,command= | awk -v g="$group" '$1 == g' | grep -qE "standins\.serve|nixflex\.asgi|celery -A nixflex"; then
+      leftovers+=("$group")
+    fi
+  done < "$STATE/groups"
+  if [ ${#leftovers[@]} -gt 0 ]; then
+    echo "Stopping what an earlier 'make run' left running (process groups ${leftovers[*]})." >&2
+    stop_groups "${leftovers[@]}"
+  fi
+fi
+: > "$STATE/groups"
 
 # start NAME LOG COMMAND...: in the background, in its own session, so that Ctrl-C
 # reaches this script only and the shutdown above runs in order.
@@ -65,6 +94,7 @@ start() {
   fi
   pids+=($!)
   names+=("$name")
+  echo "$!" >> "$STATE/groups"
 }
 
 died() {  # died PID: the process has exited
