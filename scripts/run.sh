@@ -160,7 +160,7 @@ start worker "$LOGS/worker.log" python -m celery -A nixflex worker -B --concurre
   --schedule "$STATE/celerybeat-schedule"
 
 up=""
-for _ in $(seq 1 300); do
+for _ in $(seq 1 600); do  # 60 s: a loaded machine imports the providers' SDKs slowly
   if curl -fsS "$SERVER/health" >/dev/null 2>&1; then up=1; break; fi
   died "$web_pid" && break
   sleep 0.1
