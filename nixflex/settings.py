@@ -1,7 +1,8 @@
 """Nixflex settings: everything comes from the environment (django-environ).
 
-Development defaults work out of the box. With DEBUG off, every secret must be
-set explicitly, or the process refuses to start with a message naming it.
+DEBUG is off unless the environment turns it on (`make run` and `make test` do), and with
+DEBUG off every secret must be set explicitly, or the process refuses to start with a
+message naming it: a production start never runs on development secrets.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ _dotenv = BASE_DIR / ".env"
 if _dotenv.exists():
     environ.Env.read_env(str(_dotenv))
 
-DEBUG = env.bool("DEBUG", default=True)
+DEBUG = env.bool("DEBUG", default=False)
 
 # --- Secrets -------------------------------------------------------------------------
 # Dev-only fallbacks; refused below when DEBUG is off.
@@ -34,7 +35,8 @@ if _missing and not DEBUG:
     raise ImproperlyConfigured(
         "DEBUG is off but these secrets are not set: "
         + ", ".join(_missing)
-        + ". Set them in the environment (see README, 'Configuration')."
+        + ". Set them in the environment (see README, 'Configuration'), or set DEBUG=true for"
+        " development (make run and make test do)."
     )
 
 

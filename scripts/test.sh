@@ -4,6 +4,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 NIXFLEX_DB_NAME=nixflex_test source "$ROOT/scripts/bootstrap.sh"
 cd "$ROOT"
+# Development defaults come from here (and tests/settings.py), never from settings.py.
+export DEBUG="${DEBUG:-true}"
 
 # --- Linters and type checker -------------------------------------------------------------
 # A full run (`make test`, no arguments) fails on any finding before a test starts.

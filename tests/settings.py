@@ -6,6 +6,9 @@ import os
 # concurrent runs on one machine never share a database, queue or key prefix.
 os.environ.setdefault("NIXFLEX_TEST_RUN", str(os.getpid()))
 RUN = os.environ["NIXFLEX_TEST_RUN"]
+# Development defaults (DEBUG on, so settings.py accepts its development secrets): the
+# project's settings default to production.
+os.environ.setdefault("DEBUG", "true")
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/nixflex_test")
 os.environ.setdefault("CELERY_QUEUE", f"nixflex-test-{RUN}")
 os.environ.setdefault("CHANNEL_LAYER_PREFIX", f"nixflex-test-{RUN}")

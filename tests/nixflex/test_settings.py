@@ -8,7 +8,8 @@ from tests.conftest import ROOT
 
 def _start(env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", "import django; django.setup()"], cwd=ROOT, capture_output=True,
-                          text=True, env={"PATH": "/usr/bin:/bin", "DJANGO_SETTINGS_MODULE": "nixflex.settings", **env})
+                          check=False, text=True,
+                          env={"PATH": "/usr/bin:/bin", "DJANGO_SETTINGS_MODULE": "nixflex.settings", **env})
 
 
 def test_debug_off_without_secrets_refuses_to_start_naming_them() -> None:
@@ -25,5 +26,30 @@ def test_debug_off_with_everything_set_starts() -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_development_defaults_work_out_of_the_box() -> None:
-    assert _start({}).returncode == 0
+def test_debug_is_off_unless_the_environment_turns_it_on() -> None:
+    secrets = {name: f"test-{name}" for name in ("SECRET_KEY", "API_KEY_PEPPER", "FIELD_ENCRYPTION_KEYS",
+                                                 "STREAM_TOKEN_SECRET", "DEEPGRAM_API_KEY", "ANTHROPIC_API_KEY")}
+    check = "import django; django.setup(); from django.conf import settings; print(settings.DEBUG)"
+    result = subprocess.run([sys.executable, "-c", check], cwd=ROOT, capture_output=True, check=False, text=True,
+                            env={"PATH": "/usr/bin:/bin", "DJANGO_SETTINGS_MODULE": "nixflex.settings",
+                                 "ALLOWED_HOSTS": "api.example.com", **secrets})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
+
+
+def test_a_production_start_without_secrets_refuses_to_run() -> None:
+    """No DEBUG in the environment is production: the development secrets are never used."""
+    result = _start({})
+    assert result.returncode != 0
+    assert "SECRET_KEY" in result.stderr and "API_KEY_PEPPER" in result.stderr
+    assert "DEBUG=true" in result.stderr  # says how to get the development defaults
+    # The real entry point too (uvicorn and Celery load the same settings on import).
+    managed = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, capture_output=True, check=False,
+                             text=True, env={"PATH": "/usr/bin:/bin"})
+    assert managed.returncode != 0
+    assert "DEBUG is off but these secrets are not set" in managed.stderr
+
+
+def test_development_defaults_come_with_debug_on() -> None:
+    """What make run and make test set (scripts/run.sh, scripts/test.sh, tests/settings.py)."""
+    assert _start({"DEBUG": "true"}).returncode == 0
