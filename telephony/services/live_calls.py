@@ -10,14 +10,13 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.utils import timezone
 from django_tenants.utils import schema_context
-from twilio.request_validator import RequestValidator
 
 from agents.engine.conversation import CallSetup, Outcome
 from agents.prompts import CallContext, PastCall, build_system_prompt, render_template, tools_for
 from telephony import concurrency
 from telephony.models import Call
 from telephony.services.calls import stream_url
-from telephony.twilio_client import CallControl, TwilioGateway
+from telephony.twilio_client import CallControl, TwilioGateway, is_valid_signature
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +43,7 @@ def open_live_call(*, schema_name: str, call_id: str, signature: str) -> LiveCal
         if call.status in Call.TERMINAL:
             raise StreamRefused(f"call is {call.status}")
         number = call.phone_number
-        if signature and not RequestValidator(number.twilio_auth_token).validate(stream_url(), {}, signature):
+        if signature and not is_valid_signature(number.twilio_auth_token, stream_url(), {}, signature):
             raise StreamRefused("bad signature on the stream upgrade")
         agent, customer = call.agent, call.customer
         variables = customer.template_variables() if customer else {}
@@ -67,7 +66,7 @@ def open_live_call(*, schema_name: str, call_id: str, signature: str) -> LiveCal
         )
         Call.objects.filter(pk=call.pk, status__in=[Call.QUEUED, Call.RINGING]).update(
             status=Call.IN_PROGRESS, answered_at=timezone.now())
-        gateway = TwilioGateway(number.twilio_account_sid, number.twilio_auth_token, stored_credentials=True)
+        gateway = TwilioGateway(number.twilio_account_sid, number.twilio_auth_token)
         return LiveCall(setup=setup, control=CallControl(gateway, call.twilio_call_sid))
 
 

@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+from cryptography.fernet import Fernet
+
 from tests.conftest import ROOT
 
 
@@ -18,11 +20,26 @@ def test_debug_off_without_secrets_refuses_to_start_naming_them() -> None:
     assert "FIELD_ENCRYPTION_KEYS" in result.stderr
 
 
+def _production_secrets() -> dict[str, str]:
+    secrets = {name: f"test-{name}" for name in ("SECRET_KEY", "API_KEY_PEPPER", "STREAM_TOKEN_SECRET",
+                                                 "DEEPGRAM_API_KEY", "ANTHROPIC_API_KEY")}
+    return {**secrets, "FIELD_ENCRYPTION_KEYS": Fernet.generate_key().decode()}
+
+
 def test_debug_off_with_everything_set_starts() -> None:
-    secrets = {name: f"test-{name}" for name in ("SECRET_KEY", "API_KEY_PEPPER", "FIELD_ENCRYPTION_KEYS",
-                                                 "STREAM_TOKEN_SECRET", "DEEPGRAM_API_KEY", "ANTHROPIC_API_KEY")}
-    result = _start({"DEBUG": "false", "ALLOWED_HOSTS": "api.example.com", **secrets})
+    result = _start({"DEBUG": "false", "ALLOWED_HOSTS": "api.example.com", **_production_secrets()})
     assert result.returncode == 0, result.stderr
+
+
+def test_field_encryption_keys_must_be_fernet_keys() -> None:
+    """The old scheme took any string (and derived keys from SECRET_KEY): a value of that
+    kind is refused at start, saying where it belongs now."""
+    for keys in ("dev-insecure-field-key", f"{Fernet.generate_key().decode()},not-a-key"):
+        result = _start({"DEBUG": "false", "ALLOWED_HOSTS": "api.example.com",
+                         **_production_secrets(), "FIELD_ENCRYPTION_KEYS": keys})
+        assert result.returncode != 0
+        assert "FIELD_ENCRYPTION_KEYS" in result.stderr and "FIELD_ENCRYPTION_LEGACY_SALTS" in result.stderr
+        assert "not-a-key" not in result.stderr and "dev-insecure-field-key" not in result.stderr
 
 
 def test_development_defaults_work_out_of_the_box() -> None:

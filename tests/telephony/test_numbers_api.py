@@ -200,8 +200,7 @@ def test_token_is_encrypted_at_rest_and_never_logged(alice: Persona, setup, capl
     assert response.status_code == 201
     with schema_context(alice.account.schema_name):
         with connection.cursor() as cursor:
-            cursor.execute("SELECT twilio_auth_token FROM telephony_phonenumber WHERE phone_number = %s",
-                           [setup["e164"]])
+            cursor.execute("SELECT auth_token FROM telephony_twilioaccount WHERE account_sid = %s", [setup["sid"]])
             stored = cursor.fetchone()[0]
         assert setup["token"] not in stored and len(stored) > 40
         assert PhoneNumber.objects.get(phone_number=setup["e164"]).twilio_auth_token == setup["token"]

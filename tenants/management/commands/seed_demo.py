@@ -84,9 +84,9 @@ class Command(BaseCommand):
             variables={"city": "Croydon"})
         number = PhoneNumber.objects.filter(phone_number=DEMO_NUMBER).first()
         if number is None:
-            import_number(account=account, api_key_id=api_key_id, data={
-                "phone_number": DEMO_NUMBER, "twilio_sid": sid, "twilio_token": token, "agent_id": agent.id,
-                "customer_id": clinic.id, "friendly_name": "Smile Dental Croydon"})
+            import_number(account=account, api_key_id=api_key_id, phone_number=DEMO_NUMBER, twilio_sid=sid,
+                          twilio_token=token, agent_id=agent.id, customer_id=clinic.id,
+                          friendly_name="Smile Dental Croydon")
         else:
             repair_webhooks(number)
         return DEMO_NUMBER
