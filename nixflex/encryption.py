@@ -46,7 +46,8 @@ def decrypt(ciphertext: str) -> str:
     except (InvalidToken, UnicodeError):
         raise DecryptionError(
             "a stored secret could not be decrypted with any of FIELD_ENCRYPTION_KEYS "
-            "(a key was removed too early, or the value is not ours)") from None
+            "(a key was removed too early, or the value is not ours)"
+        ) from None
 
 
 def reencrypt(ciphertext: str) -> str:

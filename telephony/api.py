@@ -38,22 +38,34 @@ PAGE_PARAMETERS = [
 
 # --- Phone numbers ---------------------------------------------------------------------
 
+
 class PhoneNumberListApi(APIView):
-    @extend_schema(operation_id="phone_numbers_list", parameters=[PhoneNumberListQuery, *PAGE_PARAMETERS],
-                   responses=page_of(PhoneNumberOutput))
+    @extend_schema(
+        operation_id="phone_numbers_list",
+        parameters=[PhoneNumberListQuery, *PAGE_PARAMETERS],
+        responses=page_of(PhoneNumberOutput),
+    )
     def get(self, request: Request) -> Response:
         query = PhoneNumberListQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
-        return Response(paginate(request, selectors.list_numbers(**query.validated_data), render(PhoneNumberOutput),
-                                 cursor_field="phone_number"))
+        return Response(
+            paginate(
+                request,
+                selectors.list_numbers(**query.validated_data),
+                render(PhoneNumberOutput),
+                cursor_field="phone_number",
+            )
+        )
 
-    @extend_schema(operation_id="phone_numbers_import", request=PhoneNumberImportInput,
-                   responses={201: PhoneNumberOutput})
+    @extend_schema(
+        operation_id="phone_numbers_import", request=PhoneNumberImportInput, responses={201: PhoneNumberOutput}
+    )
     def post(self, request: Request) -> Response:
         data = PhoneNumberImportInput(data=request.data)
         data.is_valid(raise_exception=True)
-        number = numbers.import_number(account=request.user.account, api_key_id=request.auth.key_id,
-                                       **data.validated_data)
+        number = numbers.import_number(
+            account=request.user.account, api_key_id=request.auth.key_id, **data.validated_data
+        )
         return Response(PhoneNumberOutput(number).data, status=201)
 
 
@@ -69,13 +81,17 @@ class PhoneNumberDetailApi(APIView):
         data.is_valid(raise_exception=True)
         return Response(PhoneNumberOutput(numbers.update_number(number=number, **data.validated_data)).data)
 
-    @extend_schema(operation_id="phone_numbers_delete", parameters=[PhoneNumberDeleteQuery],
-                   responses={200: PhoneNumberDeletedOutput})
+    @extend_schema(
+        operation_id="phone_numbers_delete",
+        parameters=[PhoneNumberDeleteQuery],
+        responses={200: PhoneNumberDeletedOutput},
+    )
     def delete(self, request: Request, e164: str) -> Response:
         query = PhoneNumberDeleteQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
-        removal = numbers.delete_number(account=request.user.account, number=numbers.get_number(e164),
-                                        force=query.validated_data["force"])
+        removal = numbers.delete_number(
+            account=request.user.account, number=numbers.get_number(e164), force=query.validated_data["force"]
+        )
         return Response(PhoneNumberDeletedOutput(removal).data)
 
 
@@ -90,12 +106,16 @@ class PhoneNumberBulkApi(APIView):
     def post(self, request: Request) -> Response:
         data = BulkImportInput(data=request.data)
         data.is_valid(raise_exception=True)
-        job = jobs.create_bulk_import(api_key_id=request.auth.key_id, rows=data.validated_data["numbers"],
-                                      enqueue=lambda job: tasks.bulk_import_numbers.delay(job.id))
+        job = jobs.create_bulk_import(
+            api_key_id=request.auth.key_id,
+            rows=data.validated_data["numbers"],
+            enqueue=lambda job: tasks.bulk_import_numbers.delay(job.id),
+        )
         return Response(JobOutput(job).data, status=202)
 
 
 # --- Jobs --------------------------------------------------------------------------------
+
 
 class JobListApi(APIView):
     @extend_schema(operation_id="jobs_list", parameters=PAGE_PARAMETERS, responses=page_of(JobOutput))
@@ -111,12 +131,15 @@ class JobDetailApi(APIView):
 
 # --- Twilio accounts ------------------------------------------------------------------------
 
+
 class TwilioAccountListApi(APIView):
-    @extend_schema(operation_id="twilio_accounts_list", parameters=PAGE_PARAMETERS,
-                   responses=page_of(TwilioAccountOutput))
+    @extend_schema(
+        operation_id="twilio_accounts_list", parameters=PAGE_PARAMETERS, responses=page_of(TwilioAccountOutput)
+    )
     def get(self, request: Request) -> Response:
-        return Response(paginate(request, selectors.list_twilio_accounts(), render(TwilioAccountOutput),
-                                 cursor_field="account_sid"))
+        return Response(
+            paginate(request, selectors.list_twilio_accounts(), render(TwilioAccountOutput), cursor_field="account_sid")
+        )
 
 
 class TwilioAccountDetailApi(APIView):
@@ -124,14 +147,18 @@ class TwilioAccountDetailApi(APIView):
     def get(self, request: Request, account_sid: str) -> Response:
         return Response(TwilioAccountOutput(twilio_accounts.get_twilio_account(account_sid)).data)
 
-    @extend_schema(operation_id="twilio_accounts_update", request=TwilioAccountUpdateInput,
-                   responses=TwilioAccountOutput)
+    @extend_schema(
+        operation_id="twilio_accounts_update", request=TwilioAccountUpdateInput, responses=TwilioAccountOutput
+    )
     def patch(self, request: Request, account_sid: str) -> Response:
         twilio_account = twilio_accounts.get_twilio_account(account_sid)
         data = TwilioAccountUpdateInput(data=request.data)
         data.is_valid(raise_exception=True)
-        return Response(TwilioAccountOutput(twilio_accounts.update_twilio_account(
-            twilio_account=twilio_account, **data.validated_data)).data)
+        return Response(
+            TwilioAccountOutput(
+                twilio_accounts.update_twilio_account(twilio_account=twilio_account, **data.validated_data)
+            ).data
+        )
 
     @extend_schema(operation_id="twilio_accounts_delete", responses={200: TwilioAccountDeletedOutput})
     def delete(self, request: Request, account_sid: str) -> Response:
@@ -140,14 +167,20 @@ class TwilioAccountDetailApi(APIView):
 
 
 class TwilioAccountCredentialsApi(APIView):
-    @extend_schema(operation_id="twilio_accounts_rotate_credentials", request=TwilioCredentialsInput,
-                   responses=TwilioAccountOutput,
-                   description="Store the account's new auth token, for all its numbers at once (after a rotation "
-                               "in the Twilio console). Twilio is asked first: a token it refuses is "
-                               "`twilio_invalid_credentials` and nothing changes.")
+    @extend_schema(
+        operation_id="twilio_accounts_rotate_credentials",
+        request=TwilioCredentialsInput,
+        responses=TwilioAccountOutput,
+        description="Store the account's new auth token, for all its numbers at once (after a rotation "
+        "in the Twilio console). Twilio is asked first: a token it refuses is "
+        "`twilio_invalid_credentials` and nothing changes.",
+    )
     def post(self, request: Request, account_sid: str) -> Response:
         twilio_account = twilio_accounts.get_twilio_account(account_sid)
         data = TwilioCredentialsInput(data=request.data)
         data.is_valid(raise_exception=True)
-        return Response(TwilioAccountOutput(twilio_accounts.rotate_credentials(
-            twilio_account=twilio_account, **data.validated_data)).data)
+        return Response(
+            TwilioAccountOutput(
+                twilio_accounts.rotate_credentials(twilio_account=twilio_account, **data.validated_data)
+            ).data
+        )

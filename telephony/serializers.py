@@ -36,24 +36,32 @@ class StrictCharField(serializers.CharField):
 
 # --- Phone numbers ---------------------------------------------------------------------
 
+
 class PhoneNumberImportInput(serializers.Serializer):
     phone_number = StrictCharField(trim_whitespace=False, help_text="E.164, like +447446466847")
     twilio_sid = StrictCharField(trim_whitespace=False, help_text="Your Twilio Account SID (AC + 32 hex)")
-    twilio_token = StrictCharField(trim_whitespace=False, max_length=MAX_TOKEN_CHARS, write_only=True,
-                                   help_text="Your Twilio auth token; stored encrypted, never returned")
+    twilio_token = StrictCharField(
+        trim_whitespace=False,
+        max_length=MAX_TOKEN_CHARS,
+        write_only=True,
+        help_text="Your Twilio auth token; stored encrypted, never returned",
+    )
     agent_id = StrictCharField()
     customer_id = StrictCharField(allow_null=True, default=None)
-    friendly_name = StrictCharField(allow_null=True, allow_blank=True, trim_whitespace=False, max_length=200,
-                                    default="")
+    friendly_name = StrictCharField(
+        allow_null=True, allow_blank=True, trim_whitespace=False, max_length=200, default=""
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         # Only once every field is present and a string; the format checks in the seed's order.
         if not is_e164(attrs["phone_number"]):
-            raise ApiError("invalid_phone_format",
-                           details={"field": "phone_number", "expected": "E.164, like +447446466847"})
+            raise ApiError(
+                "invalid_phone_format", details={"field": "phone_number", "expected": "E.164, like +447446466847"}
+            )
         if not is_account_sid(attrs["twilio_sid"]):
-            raise ApiError("invalid_twilio_sid",
-                           details={"field": "twilio_sid", "expected": "AC followed by 32 hex characters"})
+            raise ApiError(
+                "invalid_twilio_sid", details={"field": "twilio_sid", "expected": "AC followed by 32 hex characters"}
+            )
         attrs["friendly_name"] = attrs.get("friendly_name") or ""
         return attrs
 
@@ -61,8 +69,9 @@ class PhoneNumberImportInput(serializers.Serializer):
 class PhoneNumberUpdateInput(serializers.Serializer):
     customer_id = StrictCharField(required=False, allow_null=True, help_text="null detaches the customer")
     friendly_name = StrictCharField(required=False, allow_blank=True, trim_whitespace=False, max_length=200)
-    agent_id = StrictCharField(required=False, help_text="Only the current agent: to move a number, delete it "
-                                                          "and import it again")
+    agent_id = StrictCharField(
+        required=False, help_text="Only the current agent: to move a number, delete it and import it again"
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         unknown = sorted(set(self.initial_data) - set(self.fields)) if isinstance(self.initial_data, dict) else []
@@ -80,29 +89,48 @@ class PhoneNumberDeleteQuery(serializers.Serializer):
     force = serializers.BooleanField(
         default=False,
         help_text="Remove the number here even if Twilio refuses or cannot be reached (its Twilio account is "
-                  "closed, or its credentials are gone): its webhooks may still point at Nixflex. The response "
-                  "says whether they were cleared.")
+        "closed, or its credentials are gone): its webhooks may still point at Nixflex. The response "
+        "says whether they were cleared.",
+    )
 
 
 class PhoneNumberOutput(serializers.ModelSerializer):
     object = serializers.SerializerMethodField()
     agent_id = serializers.CharField(read_only=True)
     customer_id = serializers.CharField(read_only=True, allow_null=True)
-    twilio_sid = serializers.CharField(source="twilio_account.account_sid", read_only=True,
-                                       help_text="The Twilio Account SID")
+    twilio_sid = serializers.CharField(
+        source="twilio_account.account_sid", read_only=True, help_text="The Twilio Account SID"
+    )
     status = serializers.SerializerMethodField()
-    webhook_status = serializers.ChoiceField(read_only=True, choices=[
-        (PhoneNumber.WEBHOOKS_OK, "Twilio sends this number's calls and messages to Nixflex"),
-        (PhoneNumber.WEBHOOKS_DRIFTED, "Someone pointed the webhooks elsewhere: repair them"),
-        (PhoneNumber.WEBHOOKS_MISSING, "The number is gone from the Twilio account"),
-        (PhoneNumber.WEBHOOKS_UNKNOWN, "The last check could not reach Twilio"),
-    ])
+    webhook_status = serializers.ChoiceField(
+        read_only=True,
+        choices=[
+            (PhoneNumber.WEBHOOKS_OK, "Twilio sends this number's calls and messages to Nixflex"),
+            (PhoneNumber.WEBHOOKS_DRIFTED, "Someone pointed the webhooks elsewhere: repair them"),
+            (PhoneNumber.WEBHOOKS_MISSING, "The number is gone from the Twilio account"),
+            (PhoneNumber.WEBHOOKS_UNKNOWN, "The last check could not reach Twilio"),
+        ],
+    )
 
     class Meta:
         model = PhoneNumber
-        fields = ["object", "phone_number", "agent_id", "customer_id", "friendly_name", "twilio_sid",
-                  "twilio_number_sid", "voice_url", "sms_url", "status_callback_url", "status", "webhook_status",
-                  "webhook_checked_at", "api_key_id", "created_at"]
+        fields = [
+            "object",
+            "phone_number",
+            "agent_id",
+            "customer_id",
+            "friendly_name",
+            "twilio_sid",
+            "twilio_number_sid",
+            "voice_url",
+            "sms_url",
+            "status_callback_url",
+            "status",
+            "webhook_status",
+            "webhook_checked_at",
+            "api_key_id",
+            "created_at",
+        ]
         read_only_fields = fields
 
     def get_object(self, number: PhoneNumber) -> str:
@@ -125,9 +153,11 @@ class PhoneNumberDeletedOutput(serializers.Serializer):
     phone_number = serializers.CharField()
     deleted = serializers.SerializerMethodField()
     twilio_webhooks_cleared = serializers.BooleanField(
-        help_text="Whether Twilio confirmed that the number no longer routes to Nixflex")
+        help_text="Whether Twilio confirmed that the number no longer routes to Nixflex"
+    )
     forced = serializers.BooleanField(
-        help_text="True when Twilio failed and the number was removed here only, because of ?force=true")
+        help_text="True when Twilio failed and the number was removed here only, because of ?force=true"
+    )
     twilio_error = TwilioErrorOutput(allow_null=True, help_text="What Twilio answered, when it failed")
 
     def get_object(self, removal: Any) -> str:
@@ -139,6 +169,7 @@ class PhoneNumberDeletedOutput(serializers.Serializer):
 
 # --- Bulk imports and jobs -----------------------------------------------------------------
 
+
 @extend_schema_field(PhoneNumberImportInput)
 class ImportRowField(serializers.JSONField):
     """One row of a bulk import: taken as sent and checked when the job runs it, so a bad
@@ -146,8 +177,9 @@ class ImportRowField(serializers.JSONField):
 
 
 class BulkImportInput(serializers.Serializer):
-    numbers = serializers.ListField(child=ImportRowField(), min_length=1, max_length=MAX_BULK_ROWS,
-                                    help_text=f"1 to {MAX_BULK_ROWS} import rows")
+    numbers = serializers.ListField(
+        child=ImportRowField(), min_length=1, max_length=MAX_BULK_ROWS, help_text=f"1 to {MAX_BULK_ROWS} import rows"
+    )
 
 
 class ApiErrorBodyOutput(serializers.Serializer):
@@ -188,8 +220,20 @@ class JobOutput(serializers.ModelSerializer):
 
     class Meta:
         model = Job
-        fields = ["id", "object", "kind", "status", "total", "done", "succeeded", "failed", "progress",
-                  "created_at", "started_at", "finished_at"]
+        fields = [
+            "id",
+            "object",
+            "kind",
+            "status",
+            "total",
+            "done",
+            "succeeded",
+            "failed",
+            "progress",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
         read_only_fields = fields
 
     def get_object(self, job: Job) -> str:
@@ -209,10 +253,14 @@ class JobDetailOutput(JobOutput):
 
 # --- Twilio accounts -------------------------------------------------------------------------
 
+
 class TwilioCredentialsInput(serializers.Serializer):
-    auth_token = StrictCharField(trim_whitespace=False, max_length=MAX_TOKEN_CHARS, write_only=True,
-                                 help_text="The account's new auth token: checked with Twilio before it is stored; "
-                                           "never returned")
+    auth_token = StrictCharField(
+        trim_whitespace=False,
+        max_length=MAX_TOKEN_CHARS,
+        write_only=True,
+        help_text="The account's new auth token: checked with Twilio before it is stored; never returned",
+    )
 
 
 class TwilioAccountUpdateInput(serializers.Serializer):
@@ -225,8 +273,7 @@ class TwilioAccountOutput(serializers.ModelSerializer):
 
     class Meta:
         model = TwilioAccount
-        fields = ["object", "account_sid", "friendly_name", "phone_numbers", "verified_at", "created_at",
-                  "updated_at"]
+        fields = ["object", "account_sid", "friendly_name", "phone_numbers", "verified_at", "created_at", "updated_at"]
         read_only_fields = fields
 
     def get_object(self, account: TwilioAccount) -> str:
@@ -252,14 +299,19 @@ class TwilioAccountDeletedOutput(serializers.Serializer):
 
 # --- Lists ---------------------------------------------------------------------------------
 
+
 def page_of(item: type[serializers.Serializer]) -> type[serializers.Serializer]:
     """The documented shape of a list: {"data": [item...], "has_more": bool}."""
     name = item.__name__.removesuffix("Output")
-    return type(f"{name}Page", (serializers.Serializer,), {
-        "data": item(many=True),
-        "has_more": serializers.BooleanField(),
-        "__module__": __name__,
-    })
+    return type(
+        f"{name}Page",
+        (serializers.Serializer,),
+        {
+            "data": item(many=True),
+            "has_more": serializers.BooleanField(),
+            "__module__": __name__,
+        },
+    )
 
 
 def render(output: type[serializers.Serializer]) -> Callable[[Any], dict[str, Any]]:

@@ -47,6 +47,7 @@ CALL_ALREADY_ENDED = 21220
 
 # --- Errors ----------------------------------------------------------------------------
 
+
 class TwilioError(Exception):
     """Twilio could not do what was asked. `transient`: whether trying again later can help."""
 
@@ -116,6 +117,7 @@ def classify(exc: Exception, action: str) -> TwilioError:
 
 # --- REST --------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class WebhookUrls:
     voice: str
@@ -138,8 +140,11 @@ class TwilioNumber:
     voice_application_sid: str
 
     def points_at(self, urls: WebhookUrls) -> bool:
-        return (self.voice_url, self.sms_url, self.status_callback) == (urls.voice, urls.sms, urls.status) \
-            and not self.voice_application_sid
+        return (self.voice_url, self.sms_url, self.status_callback) == (
+            urls.voice,
+            urls.sms,
+            urls.status,
+        ) and not self.voice_application_sid
 
 
 @dataclass(frozen=True)
@@ -154,8 +159,9 @@ class TwilioGateway:
 
     def __init__(self, account_sid: str, auth_token: str) -> None:
         self.account_sid = account_sid
-        self._client: Client = make_client(account_sid, auth_token, settings.TWILIO_API_BASE_URL,
-                                           timeout=settings.TWILIO_TIMEOUT_SECONDS)
+        self._client: Client = make_client(
+            account_sid, auth_token, settings.TWILIO_API_BASE_URL, timeout=settings.TWILIO_TIMEOUT_SECONDS
+        )
 
     def __repr__(self) -> str:  # never the token
         return f"TwilioGateway({self.account_sid})"
@@ -166,8 +172,14 @@ class TwilioGateway:
             yield
         except (requests.exceptions.RequestException, OSError, TwilioException) as exc:
             error = classify(exc, action)
-            logger.info("twilio %s for %s failed: %s status=%s code=%s", action, self.account_sid,
-                        type(error).__name__, error.status, error.code or error.reason)
+            logger.info(
+                "twilio %s for %s failed: %s status=%s code=%s",
+                action,
+                self.account_sid,
+                type(error).__name__,
+                error.status,
+                error.code or error.reason,
+            )
             raise error from None
 
     # --- Account -----------------------------------------------------------------------
@@ -175,8 +187,9 @@ class TwilioGateway:
         """Fetch the account itself: succeeds only if Twilio accepts the SID + token."""
         with self._translate("credentials check"):
             account = self._client.api.v2010.accounts(self.account_sid).fetch()
-        return TwilioAccountInfo(sid=account.sid, friendly_name=account.friendly_name or "",
-                                 status=account.status or "")
+        return TwilioAccountInfo(
+            sid=account.sid, friendly_name=account.friendly_name or "", status=account.status or ""
+        )
 
     # --- Numbers -----------------------------------------------------------------------
     def find_number(self, e164: str) -> TwilioNumber | None:
@@ -203,8 +216,13 @@ class TwilioGateway:
         which would take precedence over VoiceUrl)."""
         with self._translate("webhook update"):
             updated = self._client.incoming_phone_numbers(number_sid).update(
-                voice_url=urls.voice, voice_method="POST", sms_url=urls.sms, sms_method="POST",
-                status_callback=urls.status, status_callback_method="POST", voice_application_sid="",
+                voice_url=urls.voice,
+                voice_method="POST",
+                sms_url=urls.sms,
+                sms_method="POST",
+                status_callback=urls.status,
+                status_callback_method="POST",
+                voice_application_sid="",
             )
         return _number(updated)
 
@@ -213,7 +231,9 @@ class TwilioGateway:
         try:
             with self._translate("webhook removal"):
                 self._client.incoming_phone_numbers(number_sid).update(
-                    voice_url="", sms_url="", status_callback="",
+                    voice_url="",
+                    sms_url="",
+                    status_callback="",
                 )
         except TwilioRejected as exc:
             if exc.is_not_found:
@@ -234,8 +254,10 @@ class TwilioGateway:
 
 def _number(resource: Any) -> TwilioNumber:
     return TwilioNumber(
-        sid=resource.sid, phone_number=resource.phone_number,
-        voice_url=resource.voice_url or "", sms_url=resource.sms_url or "",
+        sid=resource.sid,
+        phone_number=resource.phone_number,
+        voice_url=resource.voice_url or "",
+        sms_url=resource.sms_url or "",
         status_callback=resource.status_callback or "",
         voice_application_sid=resource.voice_application_sid or "",
     )
@@ -262,6 +284,7 @@ class CallControl:
 
 
 # --- Webhook signatures and TwiML ---------------------------------------------------------
+
 
 def is_valid_signature(auth_token: str, url: str, params: Mapping[str, str], signature: str) -> bool:
     """Whether X-Twilio-Signature `signature` is Twilio's, with `auth_token`, over `url` and
@@ -362,8 +385,7 @@ class BaseUrlTwilioHttpClient(TwilioHttpClient):
     for a loopback base URL, where an environment proxy would only get in the way.
     """
 
-    def __init__(self, base_url: str | None = STOCK_BASE_URL, *,
-                 trust_env: bool | None = None, **kwargs: Any) -> None:
+    def __init__(self, base_url: str | None = STOCK_BASE_URL, *, trust_env: bool | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.base_url = (base_url or STOCK_BASE_URL).strip().rstrip("/")
         self.is_stock = _is_stock(self.base_url)
@@ -385,8 +407,17 @@ class BaseUrlTwilioHttpClient(TwilioHttpClient):
                     adapter = HTTPAdapter(pool_maxsize=min(32, (os.cpu_count() or 1) + 4))
                 self.session.mount("http://", adapter)
 
-    def request(self, method: str, url: str, params: Any = None, data: Any = None, headers: Any = None,
-                auth: Any = None, timeout: Any = None, allow_redirects: bool = False) -> Any:
+    def request(
+        self,
+        method: str,
+        url: str,
+        params: Any = None,
+        data: Any = None,
+        headers: Any = None,
+        auth: Any = None,
+        timeout: Any = None,
+        allow_redirects: bool = False,
+    ) -> Any:
         return super().request(
             method,
             rewrite_url(url, self.base_url),
@@ -399,8 +430,7 @@ class BaseUrlTwilioHttpClient(TwilioHttpClient):
         )
 
 
-def make_client(account_sid: str, auth_token: str, base_url: str | None,
-                timeout: float | None = 10) -> Client:
+def make_client(account_sid: str, auth_token: str, base_url: str | None, timeout: float | None = 10) -> Client:
     """A ``twilio.rest.Client`` for ``account_sid`` that talks to ``base_url``.
 
     ``TWILIO_EDGE`` / ``TWILIO_REGION`` (which would rewrite hosts) are ignored;

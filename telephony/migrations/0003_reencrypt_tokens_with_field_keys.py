@@ -47,15 +47,20 @@ def current_fernet() -> MultiFernet:
     return MultiFernet([Fernet(key) for key in settings.FIELD_ENCRYPTION_KEYS])
 
 
-def _convert(schema_editor: Any, source: Callable[[], MultiFernet | None], target: Callable[[], MultiFernet | None],
-             skip_if_readable_by: MultiFernet | None) -> None:
+def _convert(
+    schema_editor: Any,
+    source: Callable[[], MultiFernet | None],
+    target: Callable[[], MultiFernet | None],
+    skip_if_readable_by: MultiFernet | None,
+) -> None:
     """Decrypt every stored value with `source`, encrypt it with `target` (both built only
     if there is something to convert: deriving the legacy keys is slow on purpose)."""
     connection = schema_editor.connection
     with connection.cursor() as cursor:
         for table, column in ENCRYPTED_COLUMNS:
-            cursor.execute(f'SELECT id, "{column}" FROM "{table}" WHERE "{column}" IS NOT NULL AND "{column}" <> %s',
-                           [""])
+            cursor.execute(
+                f'SELECT id, "{column}" FROM "{table}" WHERE "{column}" IS NOT NULL AND "{column}" <> %s', [""]
+            )
             for row_id, stored in cursor.fetchall():
                 token = stored.encode("ascii")
                 if skip_if_readable_by is not None:
@@ -66,15 +71,19 @@ def _convert(schema_editor: Any, source: Callable[[], MultiFernet | None], targe
                         pass
                 decrypt, encrypt = source(), target()
                 if decrypt is None or encrypt is None:
-                    raise RuntimeError(_UNREADABLE.format(where=f"{table}.{column} id={row_id}",
-                                                          schema=connection.schema_name))
+                    raise RuntimeError(
+                        _UNREADABLE.format(where=f"{table}.{column} id={row_id}", schema=connection.schema_name)
+                    )
                 try:
                     plaintext = decrypt.decrypt(token)
                 except InvalidToken:
-                    raise RuntimeError(_UNREADABLE.format(where=f"{table}.{column} id={row_id}",
-                                                          schema=connection.schema_name)) from None
-                cursor.execute(f'UPDATE "{table}" SET "{column}" = %s WHERE id = %s',
-                               [encrypt.encrypt(plaintext).decode("ascii"), row_id])
+                    raise RuntimeError(
+                        _UNREADABLE.format(where=f"{table}.{column} id={row_id}", schema=connection.schema_name)
+                    ) from None
+                cursor.execute(
+                    f'UPDATE "{table}" SET "{column}" = %s WHERE id = %s',
+                    [encrypt.encrypt(plaintext).decode("ascii"), row_id],
+                )
 
 
 _UNREADABLE = (
@@ -93,9 +102,8 @@ def backwards(apps: Any, schema_editor: Any) -> None:
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('telephony', '0002_call'),
+        ("telephony", "0002_call"),
     ]
 
     operations = [

@@ -41,7 +41,8 @@ def remember_credentials(*, account_sid: str, auth_token: str) -> TwilioAccount:
     the new token if the customer rotated it (the same token changes nothing)."""
     now = timezone.now()
     twilio_account, created = TwilioAccount.objects.get_or_create(
-        account_sid=account_sid, defaults={"auth_token": auth_token, "verified_at": now})
+        account_sid=account_sid, defaults={"auth_token": auth_token, "verified_at": now}
+    )
     if created:
         return twilio_account
     if twilio_account.auth_token != auth_token:

@@ -26,15 +26,22 @@ def api_error(exc: TwilioError, *, credentials_given: bool = False) -> ApiError:
     if isinstance(exc, TwilioUnavailable):
         if exc.reason:
             details["reason"] = exc.reason
-        return ApiError("provider_unavailable", f"Twilio did not answer ({exc.action}). Try again.",
-                        {"provider": "twilio", **details})
+        return ApiError(
+            "provider_unavailable",
+            f"Twilio did not answer ({exc.action}). Try again.",
+            {"provider": "twilio", **details},
+        )
     if isinstance(exc, TwilioAuthFailed):
         if credentials_given:
             return ApiError("twilio_invalid_credentials", details=details)
-        return ApiError("twilio_auth_failed",
-                        "Twilio refused the credentials stored for this Twilio account (error 20003): its auth "
-                        "token was changed or the account closed. Update them with POST "
-                        "/v1/twilio-accounts/{account_sid}/credentials.", details)
+        return ApiError(
+            "twilio_auth_failed",
+            "Twilio refused the credentials stored for this Twilio account (error 20003): its auth "
+            "token was changed or the account closed. Send the new token with POST "
+            "/v1/twilio-accounts/{account_sid}/credentials; a number of a closed Twilio account can "
+            "still be removed with DELETE /v1/phone-numbers/{number}?force=true.",
+            details,
+        )
     return ApiError("invalid_request", f"Twilio refused the request: {exc.twilio_error.get('message')}", details)
 
 

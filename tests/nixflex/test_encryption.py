@@ -77,8 +77,7 @@ def _rotate_everything(keys: list[str]) -> str:
     return out.getvalue()
 
 
-def test_key_rotation_first_key_encrypts_all_decrypt_and_the_command_reencrypts(alice: Persona,
-                                                                             bob: Persona) -> None:
+def test_key_rotation_first_key_encrypts_all_decrypt_and_the_command_reencrypts(alice: Persona, bob: Persona) -> None:
     old = settings.FIELD_ENCRYPTION_KEYS[0]
     new = Fernet.generate_key().decode()
     alice_sid, bob_sid = _store(alice), _store(bob, "bobs-token")

@@ -332,7 +332,7 @@ def test_force_removes_a_number_whose_twilio_credentials_are_gone(alice: Persona
         twilio.add_account(setup["sid"], "rotated-token-0000000000000000000")
     path = f"/v1/phone-numbers/{setup['e164']}"
     error = assert_error(client.delete(path), 400, "invalid_request", "twilio_auth_failed")
-    assert "force" in error["message"] or "credentials" in error["message"]
+    assert "?force=true" in error["message"] and "/credentials" in error["message"]
     assert not _removed(alice, setup["e164"])
 
     response = client.delete(f"{path}?force=true")

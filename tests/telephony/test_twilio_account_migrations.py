@@ -11,7 +11,8 @@ from __future__ import annotations
 import base64
 import uuid
 from datetime import timedelta
-from typing import Any, Iterator
+from typing import Any
+from collections.abc import Iterator
 
 import pytest
 from cryptography.fernet import Fernet, MultiFernet
@@ -78,21 +79,31 @@ def _old_rows(schema: str, secret_key: str, salt: str) -> dict[str, Any]:
         ("+442000000002", sid_a, "token-a-after-rotation", now - timedelta(days=1)),
         ("+442000000003", sid_b, "token-b", now),
     ]
-    for e164, sid, token, created in numbers:
+    for e164, sid, _token, created in numbers:
         number = OldNumber.objects.create(
-            phone_number=e164, agent=agent, twilio_account_sid=sid, twilio_number_sid="PN" + uuid.uuid4().hex,
-            twilio_auth_token="placeholder", voice_url="https://x.example/voice", sms_url="https://x.example/sms",
-            status_callback_url="https://x.example/status")
+            phone_number=e164,
+            agent=agent,
+            twilio_account_sid=sid,
+            twilio_number_sid="PN" + uuid.uuid4().hex,
+            twilio_auth_token="placeholder",
+            voice_url="https://x.example/voice",
+            sms_url="https://x.example/sms",
+            status_callback_url="https://x.example/status",
+        )
         OldNumber.objects.filter(pk=number.pk).update(created_at=created)
     job = Job.objects.create(kind="phone_numbers.bulk_import", total=1)
     OldRow.objects.create(job=job, index=0, params={"phone_number": "+442000000009"}, twilio_token="placeholder")
     # The columns as the old library wrote them.
     with connection.cursor() as cursor:
         for e164, _, token, _ in numbers:
-            cursor.execute("UPDATE telephony_phonenumber SET twilio_auth_token = %s WHERE phone_number = %s",
-                           [legacy_encrypt(token, secret_key, salt), e164])
-        cursor.execute("UPDATE telephony_jobrow SET twilio_token = %s WHERE job_id = %s",
-                       [legacy_encrypt("token-in-a-pending-row", secret_key, salt), job.pk])
+            cursor.execute(
+                "UPDATE telephony_phonenumber SET twilio_auth_token = %s WHERE phone_number = %s",
+                [legacy_encrypt(token, secret_key, salt), e164],
+            )
+        cursor.execute(
+            "UPDATE telephony_jobrow SET twilio_token = %s WHERE job_id = %s",
+            [legacy_encrypt("token-in-a-pending-row", secret_key, salt), job.pk],
+        )
     return {"sid_a": sid_a, "sid_b": sid_b, "job_id": job.pk}
 
 

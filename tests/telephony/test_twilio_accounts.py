@@ -27,8 +27,9 @@ NEW_TOKEN = "feedfacefeedfacefeedfacefeedface"
 def _import(persona: Persona, twilio: Any, sid: str, token: str, agent_id: str) -> Line:
     e164 = unique_e164()
     twilio.add_number(sid, e164)
-    response = persona.client().post("/v1/phone-numbers", {"phone_number": e164, "twilio_sid": sid,
-                                                           "twilio_token": token, "agent_id": agent_id})
+    response = persona.client().post(
+        "/v1/phone-numbers", {"phone_number": e164, "twilio_sid": sid, "twilio_token": token, "agent_id": agent_id}
+    )
     assert response.status_code == 201, response.content
     connection.set_schema_to_public()
     return Line(persona, e164, sid, token, agent_id, "")
@@ -52,8 +53,9 @@ def _stored_token(persona: Persona, sid: str) -> str:
         return TwilioAccount.objects.get(account_sid=sid).auth_token
 
 
-def test_numbers_of_one_twilio_account_share_one_stored_account(alice: Persona, two_lines: tuple[Line, Line],
-                                                                 twilio: Any) -> None:
+def test_numbers_of_one_twilio_account_share_one_stored_account(
+    alice: Persona, two_lines: tuple[Line, Line], twilio: Any
+) -> None:
     first, second = two_lines
     client = alice.client()
     listed = client.get("/v1/twilio-accounts").json()
@@ -69,8 +71,9 @@ def test_numbers_of_one_twilio_account_share_one_stored_account(alice: Persona, 
         assert {n.twilio_account_id for n in PhoneNumber.objects.all()} == {TwilioAccount.objects.get().pk}
 
 
-def test_rotation_is_checked_with_twilio_then_used_for_every_number(alice: Persona, two_lines: tuple[Line, Line],
-                                                                    twilio: Any, caplog: Any) -> None:
+def test_rotation_is_checked_with_twilio_then_used_for_every_number(
+    alice: Persona, two_lines: tuple[Line, Line], twilio: Any, caplog: Any
+) -> None:
     caplog.set_level(logging.DEBUG)
     first, second = two_lines
     sid, old_token = first.twilio_sid, first.token
@@ -96,12 +99,14 @@ def test_rotation_is_checked_with_twilio_then_used_for_every_number(alice: Perso
     assert twilio.get_number(first.e164)["voice_url"] == ""
 
 
-def test_a_token_twilio_refuses_is_not_stored(alice: Persona, two_lines: tuple[Line, Line], twilio: Any,
-                                              caplog: Any) -> None:
+def test_a_token_twilio_refuses_is_not_stored(
+    alice: Persona, two_lines: tuple[Line, Line], twilio: Any, caplog: Any
+) -> None:
     caplog.set_level(logging.DEBUG)
     first, _ = two_lines
-    response = alice.client().post(f"/v1/twilio-accounts/{first.twilio_sid}/credentials",
-                                   {"auth_token": "wrong-token-wrong-token-wrong-tok"})
+    response = alice.client().post(
+        f"/v1/twilio-accounts/{first.twilio_sid}/credentials", {"auth_token": "wrong-token-wrong-token-wrong-tok"}
+    )
     error = assert_error(response, 400, "invalid_request", "twilio_invalid_credentials")
     assert error["details"]["twilio_error"]["code"] == 20003
     assert "wrong-token" not in response.content.decode() and "wrong-token" not in caplog.text
@@ -110,8 +115,9 @@ def test_a_token_twilio_refuses_is_not_stored(alice: Persona, two_lines: tuple[L
         assert_stream(_ring(line, first.token), line)
 
 
-def test_rotation_during_a_twilio_outage_stores_nothing(alice: Persona, two_lines: tuple[Line, Line],
-                                                        twilio: Any) -> None:
+def test_rotation_during_a_twilio_outage_stores_nothing(
+    alice: Persona, two_lines: tuple[Line, Line], twilio: Any
+) -> None:
     first, _ = two_lines
     twilio.add_account(first.twilio_sid, NEW_TOKEN)
     twilio.configure(fail={"mode": "503"})
@@ -121,18 +127,23 @@ def test_rotation_during_a_twilio_outage_stores_nothing(alice: Persona, two_line
 
 
 @pytest.mark.parametrize("body", [{}, {"auth_token": ""}, {"auth_token": 12345}, {"auth_token": "x" * 300}])
-def test_rotation_body_is_validated_before_twilio(alice: Persona, two_lines: tuple[Line, Line], twilio: Any,
-                                                  body: dict[str, Any]) -> None:
+def test_rotation_body_is_validated_before_twilio(
+    alice: Persona, two_lines: tuple[Line, Line], twilio: Any, body: dict[str, Any]
+) -> None:
     twilio.clear_requests()
-    error = assert_error(alice.client().post(f"/v1/twilio-accounts/{two_lines[0].twilio_sid}/credentials", body),
-                         400, "invalid_request", "invalid_request")
+    error = assert_error(
+        alice.client().post(f"/v1/twilio-accounts/{two_lines[0].twilio_sid}/credentials", body),
+        400,
+        "invalid_request",
+        "invalid_request",
+    )
     assert set(error["details"]["fields"]) == {"auth_token"}
     assert twilio.requests() == []
 
 
-def test_importing_with_a_new_token_twilio_accepts_updates_the_account(alice: Persona,
-                                                                      two_lines: tuple[Line, Line],
-                                                                      twilio: Any) -> None:
+def test_importing_with_a_new_token_twilio_accepts_updates_the_account(
+    alice: Persona, two_lines: tuple[Line, Line], twilio: Any
+) -> None:
     first, second = two_lines
     twilio.add_account(first.twilio_sid, NEW_TOKEN)
     third = _import(alice, twilio, first.twilio_sid, NEW_TOKEN, first.agent_id)
@@ -143,13 +154,21 @@ def test_importing_with_a_new_token_twilio_accepts_updates_the_account(alice: Pe
         assert TwilioAccount.objects.count() == 1
 
 
-def test_importing_with_a_wrong_token_leaves_the_stored_one(alice: Persona, two_lines: tuple[Line, Line],
-                                                           twilio: Any) -> None:
+def test_importing_with_a_wrong_token_leaves_the_stored_one(
+    alice: Persona, two_lines: tuple[Line, Line], twilio: Any
+) -> None:
     first, _ = two_lines
     e164 = unique_e164()
     twilio.add_number(first.twilio_sid, e164)
-    response = alice.client().post("/v1/phone-numbers", {"phone_number": e164, "twilio_sid": first.twilio_sid,
-                                                         "twilio_token": "not-the-token", "agent_id": first.agent_id})
+    response = alice.client().post(
+        "/v1/phone-numbers",
+        {
+            "phone_number": e164,
+            "twilio_sid": first.twilio_sid,
+            "twilio_token": "not-the-token",
+            "agent_id": first.agent_id,
+        },
+    )
     assert_error(response, 400, "invalid_request", "twilio_invalid_credentials")
     assert _stored_token(alice, first.twilio_sid) == first.token
 
@@ -159,28 +178,35 @@ def test_rename_and_delete(alice: Persona, two_lines: tuple[Line, Line]) -> None
     sid = two_lines[0].twilio_sid
     renamed = client.patch(f"/v1/twilio-accounts/{sid}", {"friendly_name": "Clinics, north"})
     assert renamed.status_code == 200 and renamed.json()["friendly_name"] == "Clinics, north"
-    assert_error(client.patch(f"/v1/twilio-accounts/{sid}", {"friendly_name": 5}), 400, "invalid_request",
-                 "invalid_request")
+    assert_error(
+        client.patch(f"/v1/twilio-accounts/{sid}", {"friendly_name": 5}), 400, "invalid_request", "invalid_request"
+    )
     assert_error(client.delete(f"/v1/twilio-accounts/{sid}"), 409, "conflict", "twilio_account_has_phone_numbers")
     for line in two_lines:
         assert client.delete(f"/v1/phone-numbers/{line.e164}").status_code == 200
     deleted = client.delete(f"/v1/twilio-accounts/{sid}")
-    assert deleted.status_code == 200 and deleted.json() == {"object": "twilio_account", "account_sid": sid,
-                                                              "deleted": True}
+    assert deleted.status_code == 200 and deleted.json() == {
+        "object": "twilio_account",
+        "account_sid": sid,
+        "deleted": True,
+    }
     assert_error(client.get(f"/v1/twilio-accounts/{sid}"), 404, "not_found", "twilio_account_not_found")
 
 
-def test_another_account_sees_none_of_it(alice: Persona, bob: Persona, two_lines: tuple[Line, Line],
-                                         twilio: Any) -> None:
+def test_another_account_sees_none_of_it(
+    alice: Persona, bob: Persona, two_lines: tuple[Line, Line], twilio: Any
+) -> None:
     first, _ = two_lines
     sid = first.twilio_sid
     outsider = bob.client()
     twilio.clear_requests()
     assert outsider.get("/v1/twilio-accounts").json() == {"data": [], "has_more": False}
-    for response in (outsider.get(f"/v1/twilio-accounts/{sid}"),
-                     outsider.patch(f"/v1/twilio-accounts/{sid}", {"friendly_name": "mine"}),
-                     outsider.delete(f"/v1/twilio-accounts/{sid}"),
-                     outsider.post(f"/v1/twilio-accounts/{sid}/credentials", {"auth_token": first.token})):
+    for response in (
+        outsider.get(f"/v1/twilio-accounts/{sid}"),
+        outsider.patch(f"/v1/twilio-accounts/{sid}", {"friendly_name": "mine"}),
+        outsider.delete(f"/v1/twilio-accounts/{sid}"),
+        outsider.post(f"/v1/twilio-accounts/{sid}/credentials", {"auth_token": first.token}),
+    ):
         assert_error(response, 404, "not_found", "twilio_account_not_found")
     assert twilio.requests() == []  # Bob's rotation attempt never reached Twilio
     assert alice.client().get(f"/v1/twilio-accounts/{sid}").json()["friendly_name"] == ""
@@ -198,9 +224,17 @@ def test_openapi_describes_these_endpoints_without_warnings() -> None:
     GENERATOR_STATS.reset()
     with GENERATOR_STATS.silence():
         schema = SchemaGenerator().get_schema(request=None, public=True)
-    messages = [m for m in [*GENERATOR_STATS._warn_cache, *GENERATOR_STATS._error_cache]
-                if "telephony/api.py" in m or "telephony/serializers.py" in m or "PhoneNumber" in m or "Job" in m
-                or "TwilioAccount" in m or "phone_numbers" in m or "jobs_" in m]
+    messages = [
+        m
+        for m in [*GENERATOR_STATS._warn_cache, *GENERATOR_STATS._error_cache]
+        if "telephony/api.py" in m
+        or "telephony/serializers.py" in m
+        or "PhoneNumber" in m
+        or "Job" in m
+        or "TwilioAccount" in m
+        or "phone_numbers" in m
+        or "jobs_" in m
+    ]
     GENERATOR_STATS.reset()
     assert [m for m in messages if "could not resolve authenticator" not in m] == []
     validate_schema(schema)
@@ -211,10 +245,13 @@ def test_openapi_describes_these_endpoints_without_warnings() -> None:
     bulk = paths["/v1/phone-numbers/bulk"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert bulk["$ref"].endswith("/BulkImportInput")
     assert schema["components"]["schemas"]["BulkImportInput"]["properties"]["numbers"]["items"]["$ref"].endswith(
-        "/PhoneNumberImportInput")
-    assert {"/v1/twilio-accounts", "/v1/twilio-accounts/{account_sid}",
-            "/v1/twilio-accounts/{account_sid}/credentials"} <= set(paths)
+        "/PhoneNumberImportInput"
+    )
+    assert {
+        "/v1/twilio-accounts",
+        "/v1/twilio-accounts/{account_sid}",
+        "/v1/twilio-accounts/{account_sid}/credentials",
+    } <= set(paths)
     rotation = paths["/v1/twilio-accounts/{account_sid}/credentials"]["post"]
-    assert rotation["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(
-        "/TwilioCredentialsInput")
+    assert rotation["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/TwilioCredentialsInput")
     assert "auth_token" not in schema["components"]["schemas"]["TwilioAccountOutput"]["properties"]

@@ -36,14 +36,18 @@ def account(twilio: Any) -> tuple[str, str, str]:
     return sid, token, e164
 
 
-@pytest.mark.parametrize("mode, kind, transient, status", [
-    ("500", TwilioUnavailable, True, 500),
-    ("503", TwilioUnavailable, True, 503),
-    ("429", TwilioUnavailable, True, 429),
-    ("401", TwilioAuthFailed, False, 401),
-])
-def test_twilio_answers_are_classified(twilio: Any, account: tuple[str, str, str], mode: str, kind: type,
-                                       transient: bool, status: int) -> None:
+@pytest.mark.parametrize(
+    "mode, kind, transient, status",
+    [
+        ("500", TwilioUnavailable, True, 500),
+        ("503", TwilioUnavailable, True, 503),
+        ("429", TwilioUnavailable, True, 429),
+        ("401", TwilioAuthFailed, False, 401),
+    ],
+)
+def test_twilio_answers_are_classified(
+    twilio: Any, account: tuple[str, str, str], mode: str, kind: type, transient: bool, status: int
+) -> None:
     sid, token, e164 = account
     twilio.configure(fail={"mode": mode})
     with pytest.raises(TwilioError) as caught:
@@ -66,8 +70,10 @@ def test_nobody_listening_is_transient(account: tuple[str, str, str]) -> None:
     with socket.socket() as s:  # a port that was free a moment ago: connection refused
         s.bind(("127.0.0.1", 0))
         closed = s.getsockname()[1]
-    with override_settings(TWILIO_API_BASE_URL=f"http://127.0.0.1:{closed}"), \
-            pytest.raises(TwilioUnavailable) as caught:
+    with (
+        override_settings(TWILIO_API_BASE_URL=f"http://127.0.0.1:{closed}"),
+        pytest.raises(TwilioUnavailable) as caught,
+    ):
         TwilioGateway(sid, token).find_number(e164)
     assert caught.value.reason == "ConnectionError"
 
@@ -98,17 +104,36 @@ def test_credentials_check_returns_the_account(twilio: Any) -> None:
     assert (info.sid, info.friendly_name, info.status) == (sid, "Clinic group", "active")
 
 
-@pytest.mark.parametrize("error, given, code, status", [
-    (TwilioUnavailable("lookup", {"code": 20503, "message": "down", "status": 503}), False,
-     "provider_unavailable", 502),
-    (TwilioUnavailable("lookup", reason="ReadTimeout"), True, "provider_unavailable", 502),
-    (TwilioAuthFailed("lookup", {"code": 20003, "message": "Authenticate", "status": 401}), True,
-     "twilio_invalid_credentials", 400),
-    (TwilioAuthFailed("lookup", {"code": 20003, "message": "Authenticate", "status": 401}), False,
-     "twilio_auth_failed", 400),
-    (TwilioRejected("update", {"code": 21402, "message": "Url is not a valid URL", "status": 400}), False,
-     "invalid_request", 400),
-])
+@pytest.mark.parametrize(
+    "error, given, code, status",
+    [
+        (
+            TwilioUnavailable("lookup", {"code": 20503, "message": "down", "status": 503}),
+            False,
+            "provider_unavailable",
+            502,
+        ),
+        (TwilioUnavailable("lookup", reason="ReadTimeout"), True, "provider_unavailable", 502),
+        (
+            TwilioAuthFailed("lookup", {"code": 20003, "message": "Authenticate", "status": 401}),
+            True,
+            "twilio_invalid_credentials",
+            400,
+        ),
+        (
+            TwilioAuthFailed("lookup", {"code": 20003, "message": "Authenticate", "status": 401}),
+            False,
+            "twilio_auth_failed",
+            400,
+        ),
+        (
+            TwilioRejected("update", {"code": 21402, "message": "Url is not a valid URL", "status": 400}),
+            False,
+            "invalid_request",
+            400,
+        ),
+    ],
+)
 def test_one_mapping_to_the_api_envelope(error: TwilioError, given: bool, code: str, status: int) -> None:
     mapped = api_error(error, credentials_given=given)
     assert (mapped.code, mapped.status) == (code, status)
@@ -134,8 +159,13 @@ def test_twiml_and_signatures() -> None:
 def _imports_twilio(path: Path) -> bool:
     tree = ast.parse(path.read_text(), filename=str(path))
     for node in ast.walk(tree):
-        names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else \
-            [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+        names = (
+            [alias.name for alias in node.names]
+            if isinstance(node, ast.Import)
+            else [node.module or ""]
+            if isinstance(node, ast.ImportFrom) and not node.level
+            else []
+        )
         if any(name == "twilio" or name.startswith("twilio.") for name in names):
             return True
     return False
@@ -144,7 +174,10 @@ def _imports_twilio(path: Path) -> bool:
 def test_only_twilio_client_imports_twilio() -> None:
     """Production code reaches Twilio only through telephony/twilio_client.py (the stand-ins
     and tests, which play or check Twilio, may import the SDK)."""
-    production = [path for path in ROOT.rglob("*.py")
-                  if not ({".venv", "tests", "standins", "bench", "node_modules"} & set(path.relative_to(ROOT).parts))]
+    production = [
+        path
+        for path in ROOT.rglob("*.py")
+        if not ({".venv", "tests", "standins", "bench", "node_modules"} & set(path.relative_to(ROOT).parts))
+    ]
     importers = sorted(str(path.relative_to(ROOT)) for path in production if _imports_twilio(path))
     assert importers == ["telephony/twilio_client.py"]

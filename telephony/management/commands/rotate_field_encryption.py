@@ -38,18 +38,23 @@ def reencrypt_schema(models_columns: list[tuple[type[models.Model], list[str]]],
         for model, columns in models_columns:
             table, pk = model._meta.db_table, model._meta.pk.column
             for column in columns:
-                cursor.execute(f'SELECT "{pk}", "{column}" FROM "{table}" WHERE "{column}" IS NOT NULL '
-                               f'AND "{column}" <> %s ORDER BY "{pk}" FOR UPDATE', [""])
+                cursor.execute(
+                    f'SELECT "{pk}", "{column}" FROM "{table}" WHERE "{column}" IS NOT NULL '
+                    f'AND "{column}" <> %s ORDER BY "{pk}" FOR UPDATE',
+                    [""],
+                )
                 rows = cursor.fetchall()
                 for start in range(0, len(rows), BATCH):
                     updates = []
-                    for row_pk, stored in rows[start:start + BATCH]:
+                    for row_pk, stored in rows[start : start + BATCH]:
                         try:
                             updates.append((reencrypt(stored), row_pk))
                         except DecryptionError:
-                            raise CommandError(f"{schema_name}.{table}.{column} {pk}={row_pk} cannot be decrypted "
-                                               "with any of FIELD_ENCRYPTION_KEYS: nothing was changed in this "
-                                               "schema. Add the key it was written with and run again.") from None
+                            raise CommandError(
+                                f"{schema_name}.{table}.{column} {pk}={row_pk} cannot be decrypted "
+                                "with any of FIELD_ENCRYPTION_KEYS: nothing was changed in this "
+                                "schema. Add the key it was written with and run again."
+                            ) from None
                     cursor.executemany(f'UPDATE "{table}" SET "{column}" = %s WHERE "{pk}" = %s', updates)
                     rewritten += len(updates)
     return rewritten
@@ -64,8 +69,13 @@ class Command(BaseCommand):
         tenant = {name.rsplit(".", 1)[-1] for name in settings.TENANT_APPS}
         total, schemas = reencrypt_schema(encrypted_columns(shared - tenant), public), 1
         tenant_columns = encrypted_columns(tenant)
-        names = [settings.TENANT_BASE_SCHEMA, *get_tenant_model().objects.exclude(schema_name=public)
-                 .order_by("schema_name").values_list("schema_name", flat=True)]
+        names = [
+            settings.TENANT_BASE_SCHEMA,
+            *get_tenant_model()
+            .objects.exclude(schema_name=public)
+            .order_by("schema_name")
+            .values_list("schema_name", flat=True),
+        ]
         for schema_name in names:
             if schema_exists(schema_name):
                 total += reencrypt_schema(tenant_columns, schema_name)
