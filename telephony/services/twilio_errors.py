@@ -26,10 +26,9 @@ def api_error(exc: TwilioError, *, credentials_given: bool = False) -> ApiError:
     if isinstance(exc, TwilioUnavailable):
         if exc.reason:
             details["reason"] = exc.reason
+        what = "failed" if exc.twilio_error else "did not answer"
         return ApiError(
-            "provider_unavailable",
-            f"Twilio did not answer ({exc.action}). Try again.",
-            {"provider": "twilio", **details},
+            "provider_unavailable", f"Twilio {what} ({exc.action}). Try again.", {"provider": "twilio", **details}
         )
     if isinstance(exc, TwilioAuthFailed):
         if credentials_given:
