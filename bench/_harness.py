@@ -15,15 +15,9 @@ os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/nixfle
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "nixflex.settings")
 # Production-like: DEBUG off (no query logging), with throwaway secrets.
 os.environ.setdefault("DEBUG", "false")
-for _name in (
-    "SECRET_KEY",
-    "API_KEY_PEPPER",
-    "FIELD_ENCRYPTION_KEYS",
-    "STREAM_TOKEN_SECRET",
-    "DEEPGRAM_API_KEY",
-    "ANTHROPIC_API_KEY",
-):
+for _name in ("SECRET_KEY", "API_KEY_PEPPER", "STREAM_TOKEN_SECRET", "DEEPGRAM_API_KEY", "ANTHROPIC_API_KEY"):
     os.environ.setdefault(_name, f"bench-{_name.lower()}")
+os.environ.setdefault("FIELD_ENCRYPTION_KEYS", "YmVuY2gtZmllbGQtZW5jcnlwdGlvbi1rZXktMDAwMDA=")  # a Fernet key
 os.environ.setdefault("ALLOWED_HOSTS", "*")
 os.environ.setdefault("DB_CONN_MAX_AGE", "60")
 os.environ.setdefault("LOG_LEVEL", "WARNING")

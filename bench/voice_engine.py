@@ -71,7 +71,7 @@ def main() -> None:
         agent = create_agent(account=account, name="Bench agent", system_prompt="You are a receptionist.",
                              first_message="Hello, how can I help?", silence_timeout_seconds=60)
         import_number(account=account, api_key_id=key.api_key.key_id,
-                      data={"phone_number": e164, "twilio_sid": sid, "twilio_token": token, "agent_id": agent.id})
+                      phone_number=e164, twilio_sid=sid, twilio_token=token, agent_id=agent.id)
     tenant_connection().set_schema_to_public()
 
     port = free_port()

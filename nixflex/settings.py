@@ -11,6 +11,7 @@ import warnings
 from pathlib import Path
 
 import environ
+from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -27,7 +28,8 @@ DEBUG = env.bool("DEBUG", default=False)
 _DEV_SECRETS = {
     "SECRET_KEY": "dev-insecure-secret-key-do-not-use-in-production",
     "API_KEY_PEPPER": "dev-insecure-api-key-pepper",
-    "FIELD_ENCRYPTION_KEYS": "dev-insecure-field-key",
+    # A Fernet key (urlsafe base64 of 32 bytes), public on purpose: development only.
+    "FIELD_ENCRYPTION_KEYS": "ZGV2LWluc2VjdXJlLWZpZWxkLWtleS0wMDAwMDAwMDA=",
     "STREAM_TOKEN_SECRET": "dev-insecure-stream-token-secret",
 }
 _missing = [name for name in _DEV_SECRETS if not env.str(name, default="")]
@@ -48,9 +50,24 @@ SECRET_KEY = _secret("SECRET_KEY")
 SECRET_KEY_FALLBACKS = env.list("SECRET_KEY_FALLBACKS", default=[])
 # HMAC pepper for API key secrets: a DB dump alone cannot verify or forge a key.
 API_KEY_PEPPER = _secret("API_KEY_PEPPER")
-# Twilio auth tokens at rest (django-fernet-encrypted-fields): the first key encrypts,
-# all of them decrypt, so keys rotate by prepending a new one.
-SALT_KEY = [k for k in _secret("FIELD_ENCRYPTION_KEYS").split(",") if k]
+# Twilio auth tokens at rest (nixflex.encryption): Fernet keys of their own, never derived
+# from SECRET_KEY. The first key encrypts, all of them decrypt: rotate by prepending a new
+# one and running `manage.py rotate_field_encryption`.
+FIELD_ENCRYPTION_KEYS = [key.strip() for key in _secret("FIELD_ENCRYPTION_KEYS").split(",") if key.strip()]
+for _position, _key in enumerate(FIELD_ENCRYPTION_KEYS, 1):
+    try:
+        Fernet(_key)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"FIELD_ENCRYPTION_KEYS: key #{_position} is not a Fernet key (urlsafe base64 of 32 bytes). Generate one: "
+            "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'. "
+            "The value it had before Nixflex used Fernet keys goes in FIELD_ENCRYPTION_LEGACY_SALTS."
+        ) from None
+# Read once, by the data migration that re-encrypts values written before the keys above
+# existed (django-fernet-encrypted-fields derived keys from SECRET_KEY with these salts):
+# the old FIELD_ENCRYPTION_KEYS value. Not needed on a database created after it.
+FIELD_ENCRYPTION_LEGACY_SALTS = env.list("FIELD_ENCRYPTION_LEGACY_SALTS",
+                                         default=["dev-insecure-field-key"] if DEBUG else [])
 # Signs the short-lived media-stream tokens handed to Twilio in TwiML.
 STREAM_TOKEN_SECRET = _secret("STREAM_TOKEN_SECRET")
 

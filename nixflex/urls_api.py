@@ -17,6 +17,9 @@ from telephony.api import (
     PhoneNumberDetailApi,
     PhoneNumberListApi,
     PhoneNumberRepairApi,
+    TwilioAccountCredentialsApi,
+    TwilioAccountDetailApi,
+    TwilioAccountListApi,
 )
 from telephony.api_calls import CallDetailApi, CallListApi
 
@@ -37,6 +40,9 @@ urlpatterns = [
     path("v1/phone-numbers/bulk", PhoneNumberBulkApi.as_view()),
     path("v1/phone-numbers/<str:e164>", PhoneNumberDetailApi.as_view()),
     path("v1/phone-numbers/<str:e164>/repair", PhoneNumberRepairApi.as_view()),
+    path("v1/twilio-accounts", TwilioAccountListApi.as_view()),
+    path("v1/twilio-accounts/<str:account_sid>", TwilioAccountDetailApi.as_view()),
+    path("v1/twilio-accounts/<str:account_sid>/credentials", TwilioAccountCredentialsApi.as_view()),
     path("v1/jobs", JobListApi.as_view()),
     path("v1/jobs/<str:job_id>", JobDetailApi.as_view()),
     path("v1/calls", CallListApi.as_view()),

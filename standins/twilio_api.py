@@ -19,6 +19,7 @@ API (``/2010-04-01``, HTTP Basic auth):
 Control API (JSON bodies, no auth), for tests; the same operations are thread-safe
 Python methods on ``TwilioStandin``:
     POST /_standin/accounts {"sid","token"}          GET /_standin/accounts
+    DELETE /_standin/accounts/{AC}                    (closes it: 401 20003 from then on)
     POST /_standin/numbers {"account_sid","phone_number", + snake_case fields}
     GET  /_standin/numbers[/{account_sid}]
     POST /_standin/config {"latency_ms", "fail": {"mode","methods","path_contains","count","hold_s"}}
@@ -314,7 +315,7 @@ class TwilioStandin:
         base_url = standin.start_in_thread()          # http://127.0.0.1:PORT
         sid, token = standin.add_account()
         standin.add_number(sid, "+14155550100", voice_url="https://x.example/voice")
-        client = telephony.twilio_http.make_client(sid, token, base_url)
+        client = telephony.twilio_client.make_client(sid, token, base_url)
         ...
         standin.stop_thread()
 
@@ -369,6 +370,15 @@ class TwilioStandin:
                 "date_updated": _rfc2822(),
             }
         return sid, token
+
+    def remove_account(self, sid: str) -> bool:
+        """Close an account: its credentials stop working (401, 20003), its numbers go."""
+        with self._lock:
+            found = self._accounts.pop(sid, None) is not None
+            for number_sid, number in list(self._numbers.items()):
+                if number["account_sid"] == sid:
+                    del self._numbers[number_sid]
+            return found
 
     def accounts(self) -> dict[str, str]:
         with self._lock:
@@ -1253,6 +1263,7 @@ class TwilioStandin:
             ("GET", "/_standin/health", self._c_health),
             ("POST", "/_standin/accounts", self._c_add_account),
             ("GET", "/_standin/accounts", self._c_accounts),
+            ("DELETE", "/_standin/accounts/{sid}", self._c_remove_account),
             ("POST", "/_standin/numbers", self._c_add_number),
             ("GET", "/_standin/numbers", self._c_numbers),
             ("GET", "/_standin/numbers/{account_sid}", self._c_numbers),
@@ -1298,6 +1309,11 @@ class TwilioStandin:
         except ValueError as exc:
             return self._json({"error": str(exc)}, 400)
         return self._json({"sid": sid, "token": token}, 201)
+
+    async def _c_remove_account(self, request: web.Request) -> web.Response:
+        if not self.remove_account(request.match_info["sid"]):
+            return self._json({"error": "no such account"}, 404)
+        return self._json({"removed": True})
 
     async def _c_accounts(self, request: web.Request) -> web.Response:
         return self._json([{"sid": s, "token": t} for s, t in self.accounts().items()])

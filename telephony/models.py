@@ -3,13 +3,36 @@
 from __future__ import annotations
 
 from django.db import models
-from encrypted_fields.fields import EncryptedTextField
 
+from nixflex.encryption import EncryptedTextField
 from nixflex.ids import new_id
 
 
 def _new_job_id() -> str:
     return new_id("job")
+
+
+class TwilioAccount(models.Model):
+    """A customer's own Twilio account (BYO): its credentials, shared by all its numbers, so
+    a rotated auth token is updated once for every number."""
+
+    account_sid = models.CharField(max_length=34, unique=True)
+    # Twilio signs webhooks with the account's auth token: needed to verify them.
+    auth_token = EncryptedTextField()
+    friendly_name = models.CharField(max_length=200, blank=True, default="")
+    # When Twilio last accepted auth_token (an import, a rotation, a check).
+    verified_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.account_sid
+
+    def __repr__(self) -> str:  # never the token
+        return f"<TwilioAccount {self.account_sid}>"
 
 
 class PhoneNumber(models.Model):
@@ -25,10 +48,8 @@ class PhoneNumber(models.Model):
     customer = models.ForeignKey("customers.Customer", null=True, blank=True, on_delete=models.SET_NULL,
                                  related_name="phone_numbers")
     friendly_name = models.CharField(max_length=200, blank=True, default="")
-    twilio_account_sid = models.CharField(max_length=34)
+    twilio_account = models.ForeignKey(TwilioAccount, on_delete=models.PROTECT, related_name="phone_numbers")
     twilio_number_sid = models.CharField(max_length=34)
-    # Twilio signs webhooks with the account's auth token: needed to verify them.
-    twilio_auth_token = EncryptedTextField()
     api_key_id = models.CharField(max_length=40, blank=True, default="")
     voice_url = models.URLField(max_length=500)
     sms_url = models.URLField(max_length=500)
@@ -43,6 +64,15 @@ class PhoneNumber(models.Model):
 
     def __str__(self) -> str:
         return self.phone_number
+
+    @property
+    def twilio_account_sid(self) -> str:
+        return self.twilio_account.account_sid
+
+    @property
+    def twilio_auth_token(self) -> str:
+        """The auth token of the number's Twilio account (the one signing its webhooks)."""
+        return self.twilio_account.auth_token
 
 
 class Job(models.Model):

@@ -9,9 +9,9 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Q, QuerySet
 
-from telephony.models import Call, PhoneNumber
+from telephony.models import Call, PhoneNumber, TwilioAccount
 
 
 def list_calls(
@@ -51,10 +51,16 @@ def list_calls(
     return queryset
 
 
-def list_numbers(params: Mapping[str, str]) -> QuerySet[PhoneNumber]:
+def list_numbers(*, agent_id: str | None = None, customer_id: str | None = None) -> QuerySet[PhoneNumber]:
     """GET /v1/phone-numbers: this account's numbers, optionally of one agent or customer."""
-    queryset = PhoneNumber.objects.all()
-    for name in ("agent_id", "customer_id"):
-        if params.get(name):
-            queryset = queryset.filter(**{name: params[name]})
+    queryset = PhoneNumber.objects.select_related("twilio_account")
+    if agent_id:
+        queryset = queryset.filter(agent_id=agent_id)
+    if customer_id:
+        queryset = queryset.filter(customer_id=customer_id)
     return queryset
+
+
+def list_twilio_accounts() -> QuerySet[TwilioAccount]:
+    """GET /v1/twilio-accounts: the Twilio accounts this account's numbers belong to."""
+    return TwilioAccount.objects.annotate(phone_number_count=Count("phone_numbers"))

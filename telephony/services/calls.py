@@ -16,12 +16,11 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django_tenants.utils import tenant_context
-from twilio.request_validator import RequestValidator
-from twilio.twiml.voice_response import Connect, VoiceResponse
 
 from nixflex.errors import ApiError
 from telephony import concurrency, stream_tokens
 from telephony.models import Call, PhoneNumber
+from telephony.twilio_client import is_valid_signature, say_and_hang_up_twiml, stream_twiml
 from tenants.models import Account, NumberRoute
 
 logger = logging.getLogger(__name__)
@@ -42,10 +41,7 @@ class WebhookAnswer:
 
 
 def _say_and_hang_up(text: str) -> str:
-    response = VoiceResponse()
-    response.say(text)
-    response.hangup()
-    return str(response)
+    return say_and_hang_up_twiml(text)
 
 
 def stream_url() -> str:
@@ -55,14 +51,8 @@ def stream_url() -> str:
 
 
 def _stream_twiml(call: Call, schema_name: str) -> str:
-    response = VoiceResponse()
-    connect = Connect()
-    stream = connect.stream(url=stream_url())
-    # No query string on stream URLs (Twilio 31920): values travel as parameters.
-    stream.parameter(name="call_id", value=call.id)
-    stream.parameter(name="token", value=stream_tokens.issue(call_id=call.id, schema_name=schema_name))
-    response.append(connect)
-    return str(response)
+    return stream_twiml(stream_url(), {"call_id": call.id,
+                                       "token": stream_tokens.issue(call_id=call.id, schema_name=schema_name)})
 
 
 def _route(e164: str) -> NumberRoute | None:
@@ -71,8 +61,7 @@ def _route(e164: str) -> NumberRoute | None:
 
 
 def _check_signature(number: PhoneNumber, url: str, params: Mapping[str, str], signature: str) -> None:
-    validator = RequestValidator(number.twilio_auth_token)
-    if not signature or not validator.validate(url, dict(params), signature):
+    if not is_valid_signature(number.twilio_auth_token, url, params, signature):
         raise WebhookForbidden(f"bad Twilio signature for {number.phone_number}")
     if params.get("AccountSid") and params["AccountSid"] != number.twilio_account_sid:
         raise WebhookForbidden("AccountSid does not own this number")

@@ -26,30 +26,15 @@ from rest_framework.utils.encoders import JSONEncoder
 
 from nixflex.errors import ApiError, to_api_error
 from telephony.models import Job, JobRow
-from telephony.services.numbers import import_number, render_number
+from telephony.serializers import JobDetailOutput, JobOutput, PhoneNumberImportInput, PhoneNumberOutput
+from telephony.services.numbers import import_number
 from tenants.models import Account
 
 logger = logging.getLogger(__name__)
 
-MAX_BULK_ROWS = 1000
-
 
 def render_job(job: Job, with_rows: bool = True) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "id": job.id, "object": "job", "kind": job.kind, "status": job.status, "total": job.total,
-        "done": job.done, "succeeded": job.succeeded, "failed": job.failed,
-        "progress": round(job.done / job.total, 4) if job.total else 1.0,
-        "created_at": job.created_at, "started_at": job.started_at, "finished_at": job.finished_at,
-    }
-    if with_rows:
-        body["rows"] = [
-            {"index": row.index, "phone_number": row.params.get("phone_number"), "status": row.status,
-             "http_status": row.http_status,
-             "phone_number_object": row.result if row.status == JobRow.SUCCEEDED else None,
-             "error": (row.result or {}).get("error") if row.status == JobRow.FAILED else None}
-            for row in job.rows.all()
-        ]
-    return body
+    return (JobDetailOutput(job) if with_rows else JobOutput(job)).data
 
 
 def get_job(job_id: str) -> Job:
@@ -59,15 +44,9 @@ def get_job(job_id: str) -> Job:
     return job
 
 
-def create_bulk_import(*, api_key_id: str, data: Any, enqueue: Callable[[Job], None]) -> Job:
-    """POST /v1/phone-numbers/bulk: store the rows and queue the job (after commit)."""
-    rows = data.get("numbers") if isinstance(data, dict) else None
-    if not isinstance(rows, list) or not rows:
-        raise ApiError("invalid_request", "Send {\"numbers\": [ ... ]}: a list of 1 to 1000 import rows.",
-                       {"fields": {"numbers": ["Expected a non-empty list of import rows."]}})
-    if len(rows) > MAX_BULK_ROWS:
-        raise ApiError("invalid_request", f"At most {MAX_BULK_ROWS} rows per bulk import; got {len(rows)}.",
-                       {"fields": {"numbers": [f"At most {MAX_BULK_ROWS} rows."]}})
+def create_bulk_import(*, api_key_id: str, rows: list[Any], enqueue: Callable[[Job], None]) -> Job:
+    """POST /v1/phone-numbers/bulk: store the rows as sent (each is checked when it runs)
+    and queue the job (after commit)."""
     with transaction.atomic():
         job = Job.objects.create(kind=Job.BULK_IMPORT, total=len(rows), api_key_id=api_key_id)
         JobRow.objects.bulk_create([
@@ -140,14 +119,16 @@ def _run_rows(account: Account, job: Job, rows: list[JobRow]) -> None:
 def _run_row(account: Account, job: Job, row: JobRow) -> None:
     data = {**row.params, "twilio_token": row.twilio_token} if row.twilio_token else dict(row.params)
     try:
-        number = import_number(account=account, api_key_id=job.api_key_id, data=data,
-                               reserved_by=f"jobrow:{job.id}:{row.index}")
+        fields = PhoneNumberImportInput(data=data)
+        fields.is_valid(raise_exception=True)
+        number = import_number(account=account, api_key_id=job.api_key_id, reserved_by=f"jobrow:{job.id}:{row.index}",
+                               **fields.validated_data)
     except Exception as exc:  # each row ends with exactly what the single import answers
         error = to_api_error(exc)
         status, result, counter = JobRow.FAILED, error.body(), "failed"
         http_status = error.status
     else:
-        status, result, counter, http_status = JobRow.SUCCEEDED, render_number(number), "succeeded", 201
+        status, result, counter, http_status = JobRow.SUCCEEDED, PhoneNumberOutput(number).data, "succeeded", 201
     with transaction.atomic():
         JobRow.objects.filter(pk=row.pk).update(
             status=status, result=_jsonable(result), http_status=http_status, finished_at=timezone.now(),

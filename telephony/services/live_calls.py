@@ -10,14 +10,13 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.utils import timezone
 from django_tenants.utils import schema_context
-from twilio.request_validator import RequestValidator
 
 from agents.engine.conversation import CallSetup, Outcome
 from agents.prompts import CallContext, PastCall, build_system_prompt, render_template, tools_for
 from telephony import concurrency
 from telephony.models import Call
 from telephony.services.calls import stream_url
-from telephony.twilio_client import CallControl, TwilioGateway
+from telephony.twilio_client import CallControl, TwilioGateway, is_valid_signature
 from tenants.models import Account
 
 logger = logging.getLogger(__name__)
@@ -45,7 +44,7 @@ def open_live_call(*, schema_name: str, call_id: str, signature: str) -> LiveCal
         if call.status in Call.TERMINAL:
             raise StreamRefused(f"call is {call.status}")
         number = call.phone_number
-        if not signature or not RequestValidator(number.twilio_auth_token).validate(stream_url(), {}, signature):
+        if not signature or not is_valid_signature(number.twilio_auth_token, stream_url(), {}, signature):
             raise StreamRefused("missing or bad signature on the stream upgrade")
         agent, customer = call.agent, call.customer
         variables = customer.template_variables() if customer else {}
@@ -62,7 +61,7 @@ def open_live_call(*, schema_name: str, call_id: str, signature: str) -> LiveCal
             silence_timeout_seconds=agent.silence_timeout_seconds, max_call_seconds=agent.max_call_seconds,
             transfer_number=customer.transfer_number if customer else "",
         )
-        gateway = TwilioGateway(number.twilio_account_sid, number.twilio_auth_token, stored_credentials=True)
+        gateway = TwilioGateway(number.twilio_account_sid, number.twilio_auth_token)
         # The stream is real: the call's short admission lease becomes a renewed one.
         refused = concurrency.hold_for_stream(schema_name=schema_name, call_id=call.id,
                                               account_limit=_account_limit(schema_name),

@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+from cryptography.fernet import Fernet
+
 from tests.conftest import ROOT
 
 
@@ -19,16 +21,19 @@ def test_debug_off_without_secrets_refuses_to_start_naming_them() -> None:
     assert "FIELD_ENCRYPTION_KEYS" in result.stderr
 
 
+def _production_secrets() -> dict[str, str]:
+    secrets = {name: f"test-{name}" for name in ("SECRET_KEY", "API_KEY_PEPPER", "STREAM_TOKEN_SECRET",
+                                                 "DEEPGRAM_API_KEY", "ANTHROPIC_API_KEY")}
+    return {**secrets, "FIELD_ENCRYPTION_KEYS": Fernet.generate_key().decode()}
+
+
 def test_debug_off_with_everything_set_starts() -> None:
-    secrets = {name: f"test-{name}" for name in ("SECRET_KEY", "API_KEY_PEPPER", "FIELD_ENCRYPTION_KEYS",
-                                                 "STREAM_TOKEN_SECRET", "DEEPGRAM_API_KEY", "ANTHROPIC_API_KEY")}
-    result = _start({"DEBUG": "false", "ALLOWED_HOSTS": "api.example.com", **secrets})
+    result = _start({"DEBUG": "false", "ALLOWED_HOSTS": "api.example.com", **_production_secrets()})
     assert result.returncode == 0, result.stderr
 
 
 def test_debug_is_off_unless_the_environment_turns_it_on() -> None:
-    secrets = {name: f"test-{name}" for name in ("SECRET_KEY", "API_KEY_PEPPER", "FIELD_ENCRYPTION_KEYS",
-                                                 "STREAM_TOKEN_SECRET", "DEEPGRAM_API_KEY", "ANTHROPIC_API_KEY")}
+    secrets = _production_secrets()
     check = "import django; django.setup(); from django.conf import settings; print(settings.DEBUG)"
     result = subprocess.run([sys.executable, "-c", check], cwd=ROOT, capture_output=True, check=False, text=True,
                             env={"PATH": "/usr/bin:/bin", "DJANGO_SETTINGS_MODULE": "nixflex.settings",
@@ -53,3 +58,14 @@ def test_a_production_start_without_secrets_refuses_to_run() -> None:
 def test_development_defaults_come_with_debug_on() -> None:
     """What make run and make test set (scripts/run.sh, scripts/test.sh, tests/settings.py)."""
     assert _start({"DEBUG": "true"}).returncode == 0
+
+
+def test_field_encryption_keys_must_be_fernet_keys() -> None:
+    """The old scheme took any string (and derived keys from SECRET_KEY): a value of that
+    kind is refused at start, saying where it belongs now."""
+    for keys in ("dev-insecure-field-key", f"{Fernet.generate_key().decode()},not-a-key"):
+        result = _start({"DEBUG": "false", "ALLOWED_HOSTS": "api.example.com",
+                         **_production_secrets(), "FIELD_ENCRYPTION_KEYS": keys})
+        assert result.returncode != 0
+        assert "FIELD_ENCRYPTION_KEYS" in result.stderr and "FIELD_ENCRYPTION_LEGACY_SALTS" in result.stderr
+        assert "not-a-key" not in result.stderr and "dev-insecure-field-key" not in result.stderr

@@ -12,7 +12,7 @@ import requests
 from twilio.base.exceptions import TwilioException, TwilioRestException
 
 from standins.twilio_api import TwilioStandin, make_account_sid, make_token
-from telephony.twilio_http import BaseUrlTwilioHttpClient, make_client, rewrite_url
+from telephony.twilio_client import BaseUrlTwilioHttpClient, make_client, rewrite_url
 
 
 @pytest.fixture(scope="module")

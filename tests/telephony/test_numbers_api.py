@@ -83,6 +83,21 @@ def test_missing_fields_are_named(alice: Persona) -> None:
     assert set(error["details"]["fields"]) == {"twilio_sid", "twilio_token", "agent_id"}
 
 
+@pytest.mark.parametrize("field", ["phone_number", "twilio_sid", "twilio_token", "agent_id"])
+def test_fields_must_be_strings_not_numbers_or_objects(alice: Persona, setup, twilio, field: str) -> None:
+    before = len(twilio.requests())
+    for value in (447446466847, True, {"value": "x"}, ["x"], None, ""):
+        error = assert_error(alice.client().post("/v1/phone-numbers", _body(setup, **{field: value})),
+                             400, "invalid_request", "invalid_request")
+        assert set(error["details"]["fields"]) == {field}
+    assert len(twilio.requests()) == before
+
+
+def test_body_must_be_an_object(alice: Persona) -> None:
+    for raw in ('["+442011110001"]', '"+442011110001"', "null"):
+        assert_error(alice.client().post("/v1/phone-numbers", raw=raw), 400, "invalid_request", "invalid_request")
+
+
 def test_number_missing_from_twilio(alice: Persona, setup) -> None:
     response = alice.client().post("/v1/phone-numbers", _body(setup, phone_number=unique_e164()))
     assert_error(response, 400, "invalid_request", "number_not_in_twilio")
@@ -200,8 +215,7 @@ def test_token_is_encrypted_at_rest_and_never_logged(alice: Persona, setup, capl
     assert response.status_code == 201
     with schema_context(alice.account.schema_name):
         with connection.cursor() as cursor:
-            cursor.execute("SELECT twilio_auth_token FROM telephony_phonenumber WHERE phone_number = %s",
-                           [setup["e164"]])
+            cursor.execute("SELECT auth_token FROM telephony_twilioaccount WHERE account_sid = %s", [setup["sid"]])
             stored = cursor.fetchone()[0]
         assert setup["token"] not in stored and len(stored) > 40
         assert PhoneNumber.objects.get(phone_number=setup["e164"]).twilio_auth_token == setup["token"]
@@ -256,6 +270,13 @@ def test_patch_customer_and_name_but_not_agent(alice: Persona, setup) -> None:
     assert_error(client.patch(f"/v1/phone-numbers/{setup['e164']}", {"customer_id": "cus_0000000000000000"}),
                  404, "not_found", "customer_not_found")
     assert client.get(f"/v1/phone-numbers/{setup['e164']}").json()["agent_id"] == setup["agent_id"]
+    for body, field in (({"friendly_name": "x" * 201}, "friendly_name"), ({"friendly_name": None}, "friendly_name"),
+                        ({"customer_id": 7}, "customer_id"), ({"twilio_token": "t"}, "twilio_token")):
+        error = assert_error(client.patch(f"/v1/phone-numbers/{setup['e164']}", body), 400, "invalid_request",
+                             "invalid_request")
+        assert set(error["details"]["fields"]) == {field}
+    detached = client.patch(f"/v1/phone-numbers/{setup['e164']}", {"customer_id": None})
+    assert detached.status_code == 200 and detached.json()["customer_id"] is None
 
 
 def test_delete_clears_webhooks_keeps_the_number_in_twilio(alice: Persona, setup, twilio) -> None:
@@ -295,11 +316,72 @@ def test_delete_when_token_was_rotated_is_twilio_auth_failed(alice: Persona, set
     assert client.get(f"/v1/phone-numbers/{setup['e164']}").status_code == 200
 
 
+def _removed(persona: Persona, e164: str) -> bool:
+    with schema_context(persona.account.schema_name):
+        gone = not PhoneNumber.objects.filter(phone_number=e164).exists()
+    return gone and not NumberRoute.objects.filter(phone_number=e164).exists()
+
+
+@pytest.mark.parametrize("how", ["account_closed", "token_rotated"])
+def test_force_removes_a_number_whose_twilio_credentials_are_gone(alice: Persona, setup, twilio, how: str) -> None:
+    client = alice.client()
+    client.post("/v1/phone-numbers", _body(setup))
+    if how == "account_closed":
+        twilio.remove_account(setup["sid"])
+    else:
+        twilio.add_account(setup["sid"], "rotated-token-0000000000000000000")
+    path = f"/v1/phone-numbers/{setup['e164']}"
+    error = assert_error(client.delete(path), 400, "invalid_request", "twilio_auth_failed")
+    assert "?force=true" in error["message"] and "/credentials" in error["message"]
+    assert not _removed(alice, setup["e164"])
+
+    response = client.delete(f"{path}?force=true")
+    assert response.status_code == 200, response.content
+    assert response.json() == {
+        "object": "phone_number", "phone_number": setup["e164"], "deleted": True,
+        "twilio_webhooks_cleared": False, "forced": True,
+        "twilio_error": {"code": 20003, "message": "Unable to update record: Authenticate", "status": 401},
+    }
+    assert _removed(alice, setup["e164"])
+    assert_error(client.get(path), 404, "not_found", "phone_number_not_found")
+
+
+def test_force_during_a_twilio_outage_removes_locally_and_says_so(alice: Persona, setup, twilio) -> None:
+    client = alice.client()
+    client.post("/v1/phone-numbers", _body(setup))
+    twilio.configure(fail={"mode": "503"})
+    body = client.delete(f"/v1/phone-numbers/{setup['e164']}?force=1").json()
+    assert (body["deleted"], body["forced"], body["twilio_webhooks_cleared"]) == (True, True, False)
+    assert body["twilio_error"]["status"] == 503
+    assert _removed(alice, setup["e164"])
+    twilio.configure(fail={"mode": "none"})
+    assert twilio.get_number(setup["e164"])["voice_url"] == WEBHOOKS["voice_url"]  # as reported: not cleared
+
+
+def test_force_when_twilio_works_is_an_ordinary_delete(alice: Persona, setup, twilio) -> None:
+    client = alice.client()
+    client.post("/v1/phone-numbers", _body(setup))
+    body = client.delete(f"/v1/phone-numbers/{setup['e164']}?force=true").json()
+    assert (body["forced"], body["twilio_webhooks_cleared"], body["twilio_error"]) == (False, True, None)
+    assert not twilio.get_number(setup["e164"])["voice_url"]
+
+
+def test_force_must_be_a_boolean(alice: Persona, setup) -> None:
+    client = alice.client()
+    client.post("/v1/phone-numbers", _body(setup))
+    error = assert_error(client.delete(f"/v1/phone-numbers/{setup['e164']}?force=perhaps"), 400,
+                         "invalid_request", "invalid_request")
+    assert set(error["details"]["fields"]) == {"force"}
+    assert not _removed(alice, setup["e164"])
+
+
 def test_delete_of_a_number_released_in_twilio_still_removes_it(alice: Persona, setup, twilio) -> None:
     client = alice.client()
     client.post("/v1/phone-numbers", _body(setup))
     twilio.remove_number(setup["e164"])
-    assert client.delete(f"/v1/phone-numbers/{setup['e164']}").status_code == 200
+    response = client.delete(f"/v1/phone-numbers/{setup['e164']}")
+    assert response.status_code == 200
+    assert (response.json()["forced"], response.json()["twilio_webhooks_cleared"]) == (False, False)
     assert not NumberRoute.objects.filter(phone_number=setup["e164"]).exists()
 
 

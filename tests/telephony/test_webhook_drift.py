@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 
 from telephony.tasks import check_all_webhooks
-from telephony.twilio_http import make_client
+from telephony.twilio_client import make_client
 from tests.conftest import Persona, assert_error, unique_e164, wait_for
 
 
