@@ -19,9 +19,12 @@ from django.db import connection
 from django.test import Client
 from django_tenants.utils import schema_context
 
+from twilio.request_validator import RequestValidator
+
 from telephony import concurrency
 from telephony.models import Call
 from telephony.services import live_calls
+from telephony.services.calls import stream_url
 from tests.conftest import Persona, wait_for
 from tests.telephony.test_status_callbacks import callback, row
 from tests.telephony.test_voice_webhook import (
@@ -127,6 +130,11 @@ def test_a_full_platform_refuses_calls_politely_and_records_why(line_pair: tuple
     assert len(load["processes"]) == 1
 
 
+def upgrade_signature(line: Line) -> str:
+    """X-Twilio-Signature of the media stream's upgrade: Twilio signs our wss:// stream URL."""
+    return RequestValidator(line.token).compute_signature(stream_url(), {})
+
+
 def test_a_stream_that_starts_after_its_lease_ran_out_must_win_a_slot_again(make_persona: Any, twilio: Any,
                                                                            settings: Any) -> None:
     # Otherwise the holder of a stream token could wait out the short lease and stream anyway.
@@ -136,11 +144,11 @@ def test_a_stream_that_starts_after_its_lease_ran_out_must_win_a_slot_again(make
     time.sleep(0.6)
     now = assert_stream(ring(line)[0], line)  # the late call's slot went to another call
     with pytest.raises(live_calls.StreamRefused, match="no call slot"):
-        live_calls.open_live_call(schema_name=line.schema, call_id=late, signature="")
+        live_calls.open_live_call(schema_name=line.schema, call_id=late, signature=upgrade_signature(line))
     connection.set_schema_to_public()
 
     # The call that holds the slot streams; its lease is now the long, renewed one.
-    live = live_calls.open_live_call(schema_name=line.schema, call_id=now, signature="")
+    live = live_calls.open_live_call(schema_name=line.schema, call_id=now, signature=upgrade_signature(line))
     connection.set_schema_to_public()
     assert live.setup.call_id == now and concurrency.live_calls_here() >= 1
     r = redis.Redis.from_url(settings.REDIS_URL)
