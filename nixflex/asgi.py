@@ -17,9 +17,10 @@ django_http_app = get_wsgi_application()
 from a2wsgi import WSGIMiddleware  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from nixflex.middleware import RequestBodyLimit  # noqa: E402
 from nixflex.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter({
-    "http": WSGIMiddleware(django_http_app, workers=int(os.environ.get("HTTP_THREADS", "10"))),
+    "http": RequestBodyLimit(WSGIMiddleware(django_http_app, workers=int(os.environ.get("HTTP_THREADS", "10")))),
     "websocket": URLRouter(websocket_urlpatterns),
 })

@@ -4,11 +4,14 @@ from django.contrib import admin
 from django.http import HttpRequest, JsonResponse
 from django.urls import include, path
 
+from nixflex import outages
 from telephony import webhooks
+from tenants import throttling
 
 
 def health(request: HttpRequest) -> JsonResponse:
-    return JsonResponse({"status": "ok"})
+    # Degraded dependencies are reported, not failed: the API keeps serving without Redis.
+    return JsonResponse({"status": "ok", "rate_limiter": throttling.status(), "dependency_errors": outages.counts()})
 
 
 urlpatterns = [

@@ -156,6 +156,8 @@ def import_number(*, account: Account, api_key_id: str, data: Any, reserved_by: 
 
 
 def get_number(e164: str) -> PhoneNumber:
+    if not is_e164(e164):  # the path form too: no lookup for "+44…\n" or non-ASCII digits
+        raise ApiError("invalid_phone_format", details={"field": "phone_number", "expected": "E.164, like +447446466847"})
     number = PhoneNumber.objects.filter(phone_number=e164).first()
     if number is None:
         raise ApiError("phone_number_not_found", details={"phone_number": e164})
