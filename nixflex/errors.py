@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import BadRequest, SuspiciousOperation
 from django.db import DataError as DatabaseDataError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf_exceptions
@@ -186,6 +187,10 @@ def to_api_error(exc: Exception) -> ApiError:
         return ApiError("not_found")
     if isinstance(exc, drf_exceptions.PermissionDenied):
         return ApiError("invalid_api_key")
+    if isinstance(exc, (SuspiciousOperation, BadRequest)):
+        # Django's own refusals of a request (too many fields, a body over its limits):
+        # 400 as Django answers them outside the API, here with the envelope.
+        return ApiError("invalid_request", "The request is malformed or too large.", {"reason": "bad_request"})
     if outages.is_dependency_outage(exc):
         # Redis, the broker or the database did not answer: nothing the caller did wrong,
         # and a retry can help. One log line, not a traceback per request.

@@ -295,3 +295,17 @@ def test_a_value_the_database_refuses_is_invalid_request() -> None:
         response = ApiClient(None).get("/v1/_test/unchecked-value", {"n": value})
         assert _reason(response) == "invalid_value"
         assert value not in response.content.decode()
+
+
+# --- Django's own limits ----------------------------------------------------------------
+
+
+def test_too_many_query_parameters_is_invalid_request(alice: Persona) -> None:
+    query = "&".join(f"p{i}=1" for i in range(settings.DATA_UPLOAD_MAX_NUMBER_FIELDS + 1))
+    response = alice.client().client.get(f"/v1/agents?{query}", HTTP_AUTHORIZATION=alice.bearer)
+    assert_error(response, 400, "invalid_request", "invalid_request")
+
+
+def test_a_number_too_long_to_parse_is_invalid_request(alice: Persona) -> None:
+    response = alice.client().post("/v1/agents", raw='{"name": "x", "max_call_seconds": ' + "9" * 5000 + "}")
+    assert _reason(response) == "malformed_body"

@@ -12,9 +12,10 @@ INVALID = [
     "+447446466847\n",  # `$` matched before a trailing newline
     "+447446466847\r\n",
     "\n+447446466847",
-    "+٤٤٧٤٤٦٤٦٦٨٤٧",  # Arabic-Indic digits: `\d` matched them
-    "+４４７４４６４６６８４７",  # fullwidth digits
+    "+4٤٧٤٤٦٤٦٦٨٤٧",  # Arabic-Indic digits after the first: `\d` matched them
+    "+44７４４６４６６８４７",  # fullwidth digits
     "+44७४४६४६६८४७",  # Devanagari
+    "+٤٤٧٤٤٦٤٦٦٨٤٧",
     "+447446466847\x00",
     "+44 7446 466847",
     "447446466847",
@@ -52,7 +53,7 @@ def test_import_refuses_them_before_twilio(alice: Persona, twilio, number: str) 
     assert len(twilio.requests()) == before
 
 
-ARABIC_INDIC_DIGITS = "%2B" + "".join(f"%D9%A{d}" for d in "447446466847")  # +٤٤٧٤٤٦٤٦٦٨٤٧, percent-encoded
+ARABIC_INDIC_DIGITS = "%2B4" + "".join(f"%D9%A{d}" for d in "47446466847")  # +4٤٧٤٤٦٤٦٦٨٤٧, percent-encoded
 
 
 @pytest.mark.parametrize(
@@ -67,7 +68,7 @@ def test_path_form_is_invalid_phone_format(alice: Persona, path: str, method: st
 
 
 def test_customer_transfer_number_is_checked_the_same_way(alice: Persona) -> None:
-    for number in ("+٤٤٢٠١١١١٠٠٠٩", "+４４２０１１１１０００９", "+44 20 1111 0009"):
+    for number in ("+4٤٢٠١١١١٠٠٠٩", "+44２０１１１１０００９", "+44 20 1111 0009"):
         response = alice.client().post("/v1/customers", {"name": "Clinic", "transfer_number": number})
         error = assert_error(response, 400, "invalid_request", "invalid_request")
         assert set(error["details"]["fields"]) == {"transfer_number"}
