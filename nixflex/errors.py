@@ -161,7 +161,7 @@ def to_api_error(exc: Exception) -> ApiError:
     if isinstance(exc, ApiError):
         return exc
     if isinstance(exc, drf_exceptions.Throttled):
-        wait = max(1, int(round(exc.wait or 1)))
+        wait = max(1, round(exc.wait or 1))
         return ApiError("rate_limit_exceeded", details={"retry_after_seconds": wait},
                         headers={"Retry-After": str(wait)})
     if isinstance(exc, (drf_exceptions.NotAuthenticated, drf_exceptions.AuthenticationFailed)):

@@ -217,6 +217,6 @@ async def _asgi_refuse(scope: MutableMapping[str, Any], send: AsgiSend) -> None:
     # The unread rest of the body makes the connection unusable: close it after answering.
     response = _refusal(scope.get("path", ""), body_too_large(), 413)
     headers = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in response.items()]
-    headers.append((b"connection", b"close"))
+    headers += [(b"content-length", str(len(response.content)).encode()), (b"connection", b"close")]
     await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
     await send({"type": "http.response.body", "body": response.content})
