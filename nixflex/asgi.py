@@ -17,6 +17,7 @@ django_http_app = get_wsgi_application()
 from a2wsgi import WSGIMiddleware  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from nixflex.middleware import RequestBodyLimit  # noqa: E402
 from nixflex.routing import websocket_urlpatterns  # noqa: E402
 from telephony import concurrency  # noqa: E402
 
@@ -26,7 +27,7 @@ concurrency.start_keeper()
 application = ProtocolTypeRouter(
     {
         # django-stubs types a WSGI response as HttpResponseBase, which is the iterable of bytes a2wsgi wants.
-        "http": WSGIMiddleware(django_http_app, workers=int(os.environ.get("HTTP_THREADS", "10"))),  # type: ignore[arg-type]
+        "http": RequestBodyLimit(WSGIMiddleware(django_http_app, workers=int(os.environ.get("HTTP_THREADS", "10")))),  # type: ignore[arg-type]
         "websocket": URLRouter(websocket_urlpatterns),
     }
 )

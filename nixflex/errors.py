@@ -12,11 +12,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import BadRequest, SuspiciousOperation
+from django.db import DataError as DatabaseDataError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
 
+from nixflex import outages
+
 logger = logging.getLogger(__name__)
+
+DEPENDENCY_RETRY_AFTER_SECONDS = 2
 
 TYPE_STATUS: dict[str, int] = {
     "authentication_error": 401,
@@ -157,7 +163,7 @@ def to_api_error(exc: Exception) -> ApiError:
     if isinstance(exc, ApiError):
         return exc
     if isinstance(exc, drf_exceptions.Throttled):
-        wait = max(1, int(round(exc.wait or 1)))
+        wait = max(1, round(exc.wait or 1))
         return ApiError("rate_limit_exceeded", details={"retry_after_seconds": wait},
                         headers={"Retry-After": str(wait)})
     if isinstance(exc, (drf_exceptions.NotAuthenticated, drf_exceptions.AuthenticationFailed)):
@@ -183,6 +189,23 @@ def to_api_error(exc: Exception) -> ApiError:
         return ApiError("not_found")
     if isinstance(exc, drf_exceptions.PermissionDenied):
         return ApiError("invalid_api_key")
+    if isinstance(exc, (SuspiciousOperation, BadRequest)):
+        # Django's own refusals of a request (too many fields, a body over its limits):
+        # 400 as Django answers them outside the API, here with the envelope.
+        return ApiError("invalid_request", "The request is malformed or too large.", {"reason": "bad_request"})
+    if outages.is_dependency_outage(exc):
+        # Redis, the broker or the database did not answer: nothing the caller did wrong,
+        # and a retry can help. One log line, not a traceback per request.
+        outages.record_exception(exc)
+        return ApiError("server_error", "A service the API depends on is briefly unavailable. Retry in a few seconds.",
+                        {"reason": "dependency_unavailable", "retryable": True},
+                        headers={"Retry-After": str(DEPENDENCY_RETRY_AFTER_SECONDS)})
+    if isinstance(exc, DatabaseDataError):
+        # A value PostgreSQL cannot store (out of range, not valid text) that no check
+        # caught before: the request's fault, so a 400 rather than a 500.
+        logger.warning("database refused a value of an API request: %s", str(exc).splitlines()[0])
+        return ApiError("invalid_request", "A value in the request cannot be stored (out of range or not valid text).",
+                        {"reason": "invalid_value"})
     logger.exception("unhandled error while serving an API request", exc_info=exc)
     return ApiError("server_error")
 

@@ -158,8 +158,11 @@ TENANT_BASE_SCHEMA = "tenant_template"
 TENANT_CREATION_FAKES_MIGRATIONS = True
 
 MIDDLEWARE = [
-    "nixflex.middleware.TenantByHostMiddleware",
+    # Outermost: every answer under /v1/ (even the tenant middleware's) gets the envelope;
+    # then hostile input is refused before anything reads the database.
     "nixflex.middleware.ApiErrorEnvelopeMiddleware",
+    "nixflex.middleware.RequestGuardMiddleware",
+    "nixflex.middleware.TenantByHostMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -246,12 +249,20 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["tenants.authentication.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_THROTTLE_CLASSES": ["tenants.throttling.TokenBucketThrottle"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["nixflex.parsers.StrictJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "nixflex.errors.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "nixflex.openapi.ApiSchema",
     "UNAUTHENTICATED_USER": None,
 }
+# Hostile input: bodies over this size are refused unread (the largest real one, a bulk
+# import of 1000 numbers, is a few hundred KB); JSON deeper than this is refused.
+MAX_REQUEST_BODY_BYTES = env.int("MAX_REQUEST_BODY_BYTES", default=2 * 1024 * 1024)
+API_MAX_JSON_DEPTH = env.int("API_MAX_JSON_DEPTH", default=32)
+# Rate limiter: Redis calls give up after this long; after a failure, per-process buckets
+# decide for this long before Redis is tried again.
+RATE_LIMIT_REDIS_TIMEOUT_SECONDS = env.float("RATE_LIMIT_REDIS_TIMEOUT_SECONDS", default=0.5)
+RATE_LIMIT_REDIS_RETRY_SECONDS = env.float("RATE_LIMIT_REDIS_RETRY_SECONDS", default=1.0)
 # Default plan: sustained requests per second and burst, per API key and per account.
 DEFAULT_API_RATE_PER_SECOND = env.int("DEFAULT_API_RATE_PER_SECOND", default=20)
 DEFAULT_API_BURST = env.int("DEFAULT_API_BURST", default=40)

@@ -4,12 +4,16 @@ from django.contrib import admin
 from django.http import HttpRequest, JsonResponse
 from django.urls import include, path
 
+from nixflex import outages
 from telephony import concurrency, webhooks
+from tenants import throttling
 
 
 def health(request: HttpRequest) -> JsonResponse:
     # `calls`: the capacity this process advertises for admission, and the calls it serves.
-    return JsonResponse({"status": "ok", "calls": concurrency.process_load()})
+    # Degraded dependencies are reported, not failed: the API keeps serving without Redis.
+    return JsonResponse({"status": "ok", "calls": concurrency.process_load(),
+                         "rate_limiter": throttling.status(), "dependency_errors": outages.counts()})
 
 
 urlpatterns = [

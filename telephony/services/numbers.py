@@ -23,6 +23,7 @@ from agents.services import get_owned_agent
 from customers.services import get_customer
 from nixflex.errors import ApiError
 from telephony.models import PhoneNumber
+from telephony.phone import is_e164
 from telephony.services.twilio_accounts import gateway_for, remember_credentials
 from telephony.services.twilio_errors import api_error, twilio_api_errors
 from telephony.twilio_client import TwilioError, TwilioGateway, WebhookUrls
@@ -147,6 +148,8 @@ def import_number(*, account: Account, api_key_id: str, phone_number: str, twili
 
 
 def get_number(e164: str) -> PhoneNumber:
+    if not is_e164(e164):  # the path form too: no lookup for "+44…\n" or non-ASCII digits
+        raise ApiError("invalid_phone_format", details={"field": "phone_number", "expected": "E.164, like +447446466847"})
     number = PhoneNumber.objects.select_related("twilio_account").filter(phone_number=e164).first()
     if number is None:
         raise ApiError("phone_number_not_found", details={"phone_number": e164})
