@@ -54,9 +54,15 @@ EXPECTED_CODES: dict[tuple[str, str], set[str]] = {
         "provider_unavailable",
     },
     ("get", "/v1/phone-numbers/{e164}"): {"phone_number_not_found"},
+    ("get", "/v1/twilio-accounts"): INPUT,
+    ("get", "/v1/twilio-accounts/{account_sid}"): {"twilio_account_not_found"},
+    ("patch", "/v1/twilio-accounts/{account_sid}"): INPUT | {"twilio_account_not_found"},
+    ("delete", "/v1/twilio-accounts/{account_sid}"): {"twilio_account_not_found", "twilio_account_has_phone_numbers"},
+    ("post", "/v1/twilio-accounts/{account_sid}/credentials"): INPUT
+    | {"twilio_account_not_found", "twilio_invalid_credentials", "provider_unavailable"},
     ("patch", "/v1/phone-numbers/{e164}"): INPUT
     | {"phone_number_not_found", "number_already_imported", "customer_not_found"},
-    ("delete", "/v1/phone-numbers/{e164}"): NUMBER,
+    ("delete", "/v1/phone-numbers/{e164}"): NUMBER | INPUT,
     ("post", "/v1/phone-numbers/{e164}/repair"): NUMBER,
     ("post", "/v1/phone-numbers/bulk"): INPUT,
     ("get", "/v1/jobs"): INPUT,

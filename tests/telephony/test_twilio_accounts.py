@@ -241,7 +241,7 @@ def test_openapi_describes_these_endpoints_without_warnings() -> None:
     paths = schema["paths"]
     delete = paths["/v1/phone-numbers/{e164}"]["delete"]
     assert [p["name"] for p in delete["parameters"] if p["in"] == "query"] == ["force"]
-    assert set(delete["responses"]) == {"200"}
+    assert "200" in delete["responses"]  # the error responses are tests/nixflex/test_openapi.py's
     bulk = paths["/v1/phone-numbers/bulk"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert bulk["$ref"].endswith("/BulkImportInput")
     assert schema["components"]["schemas"]["BulkImportInput"]["properties"]["numbers"]["items"]["$ref"].endswith(
