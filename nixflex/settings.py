@@ -207,9 +207,11 @@ JOB_DISPATCH_TIMEOUT_SECONDS = env.int("JOB_DISPATCH_TIMEOUT_SECONDS", default=6
 # Post-call summaries: retries after a Claude failure (delay doubles each time), then `failed`.
 SUMMARY_MAX_RETRIES = env.int("SUMMARY_MAX_RETRIES", default=3)
 SUMMARY_RETRY_DELAY_SECONDS = env.float("SUMMARY_RETRY_DELAY_SECONDS", default=5.0)
+JOB_RESUME_INTERVAL_SECONDS = env.float("JOB_RESUME_INTERVAL_SECONDS", default=30.0)
 CELERY_BEAT_SCHEDULE = {
-    "resume-stalled-jobs": {"task": "telephony.resume_stalled_jobs",
-                            "schedule": env.float("JOB_RESUME_INTERVAL_SECONDS", default=30.0)},
+    # A pass that waited past the next one is dropped, so busy workers never face a pile of them.
+    "resume-stalled-jobs": {"task": "telephony.resume_stalled_jobs", "schedule": JOB_RESUME_INTERVAL_SECONDS,
+                            "options": {"expires": JOB_RESUME_INTERVAL_SECONDS}},
     "check-number-webhooks": {"task": "telephony.check_all_webhooks",
                               "schedule": env.float("WEBHOOK_CHECK_INTERVAL_SECONDS", default=6 * 3600.0)},
 }

@@ -249,11 +249,10 @@ def _after_crash(account: Account, job: Job, exc: Exception) -> None:
 
 
 def _fail(account: Account, job: Job, reason: str, error: str = "") -> None:
-    """End the job `failed` (the caller holds its row lock): its unfinished rows are settled."""
-    _settle_unfinished_rows(account, job)
-    now = timezone.now()
-    Job.objects.filter(pk=job.pk).update(status=Job.FAILED, failure_reason=reason, finished_at=now,
+    """End the job `failed` (the caller holds its row lock), then settle its unfinished rows."""
+    Job.objects.filter(pk=job.pk).update(status=Job.FAILED, failure_reason=reason, finished_at=timezone.now(),
                                          last_error=error or job.last_error)
+    _settle_unfinished_rows(account, job)
     logger.error("job %s failed after %s attempts (%s): %s", job.id, job.attempts, reason, error or job.last_error)
 
 
@@ -350,6 +349,8 @@ def recover_jobs(*, account: Account, enqueue: Enqueue) -> None:
     that lock however slow its rows are, and a job just dispatched again is `queued` with
     a fresh `dispatched_at`, so later passes leave it alone.
     """
+    if not Job.objects.filter(status__in=Job.UNFINISHED).exists():
+        return  # the common case, one cheap query per account
     now = timezone.now()
     stalled_before = now - timedelta(seconds=settings.JOB_STALL_SECONDS)
     lost_before = now - timedelta(seconds=settings.JOB_DISPATCH_TIMEOUT_SECONDS)
