@@ -103,13 +103,18 @@ class JobRow(models.Model):
     """One row of a bulk job: its input (the Twilio token kept encrypted, and wiped once
     the row is done) and its outcome, exactly what the single call would have answered."""
 
-    PENDING, SUCCEEDED, FAILED = "pending", "succeeded", "failed"
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    PENDING, SUCCEEDED, FAILED = Status.PENDING, Status.SUCCEEDED, Status.FAILED
 
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="rows")
     index = models.PositiveIntegerField()
     params = models.JSONField(default=dict)
     twilio_token = EncryptedTextField(null=True, blank=True)
-    status = models.CharField(max_length=10, default=PENDING)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     http_status = models.PositiveSmallIntegerField(null=True, blank=True)
     result = models.JSONField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -84,8 +84,7 @@ def render_job(job: Job, with_rows: bool = True) -> dict[str, Any]:
 
 def _job_error(job: Job) -> ApiError:
     """Why a failed job stopped, in the shape of a row's error."""
-    template = _FAILURE_MESSAGES.get(Job.FailureReason(job.failure_reason or Job.FailureReason.CRASHED))
-    message = (template or "The job stopped.").format(attempts=job.attempts)
+    message = _FAILURE_MESSAGES.get(job.failure_reason, "The job stopped.").format(attempts=job.attempts)
     return ApiError("job_failed", f"{message} Rows already finished keep their outcome; the others were not imported.",
                     {"job_id": job.id, "reason": job.failure_reason, "attempts": job.attempts})
 
