@@ -79,6 +79,7 @@ _CODES = [
     ErrorCode("concurrent_call_limit", "rate_limit_error", "Too many simultaneous calls."),
     ErrorCode("outbound_failed", "provider_error", "Twilio could not place the call."),
     ErrorCode("provider_unavailable", "provider_error", "An upstream provider failed or did not answer in time."),
+    ErrorCode("job_failed", "server_error", "The job stopped before it finished; it will not be retried."),
     ErrorCode("server_error", "server_error", "Something went wrong on our end."),
 ]
 ERROR_CODES: dict[str, ErrorCode] = {c.code: c for c in _CODES}

@@ -231,12 +231,27 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)}
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", default="nixflex")
-# A queued or running job whose lock is free and that has not moved for this long has
-# lost its worker and is queued again.
+# A running job whose lock is free and that has not moved for this long has lost its
+# worker and is queued again (once; it fails after JOB_MAX_ATTEMPTS runs).
 JOB_STALL_SECONDS = env.int("JOB_STALL_SECONDS", default=30)
+JOB_MAX_ATTEMPTS = env.int("JOB_MAX_ATTEMPTS", default=3)
+# A job that crashed waits this long (times its attempts) before it runs again.
+JOB_RETRY_DELAY_SECONDS = env.float("JOB_RETRY_DELAY_SECONDS", default=10.0)
+# Jobs one account runs at once; the rest wait in the database, so one account's backlog
+# never sits in the broker ahead of other accounts' jobs. Keep it below the workers'
+# total concurrency so that other accounts' jobs always find a free worker.
+JOB_MAX_ACTIVE_PER_ACCOUNT = env.int("JOB_MAX_ACTIVE_PER_ACCOUNT", default=2)
+# A job whose task was sent this long ago and never started: the message was lost (a
+# broker restarted without persistence) and it is sent again.
+JOB_DISPATCH_TIMEOUT_SECONDS = env.int("JOB_DISPATCH_TIMEOUT_SECONDS", default=600)
+# Post-call summaries: retries after a Claude failure (delay doubles each time), then `failed`.
+SUMMARY_MAX_RETRIES = env.int("SUMMARY_MAX_RETRIES", default=3)
+SUMMARY_RETRY_DELAY_SECONDS = env.float("SUMMARY_RETRY_DELAY_SECONDS", default=5.0)
+JOB_RESUME_INTERVAL_SECONDS = env.float("JOB_RESUME_INTERVAL_SECONDS", default=30.0)
 CELERY_BEAT_SCHEDULE = {
-    "resume-stalled-jobs": {"task": "telephony.resume_stalled_jobs",
-                            "schedule": env.float("JOB_RESUME_INTERVAL_SECONDS", default=30.0)},
+    # A pass that waited past the next one is dropped, so busy workers never face a pile of them.
+    "resume-stalled-jobs": {"task": "telephony.resume_stalled_jobs", "schedule": JOB_RESUME_INTERVAL_SECONDS,
+                            "options": {"expires": JOB_RESUME_INTERVAL_SECONDS}},
     "check-number-webhooks": {"task": "telephony.check_all_webhooks",
                               "schedule": env.float("WEBHOOK_CHECK_INTERVAL_SECONDS", default=6 * 3600.0)},
 }

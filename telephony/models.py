@@ -76,24 +76,50 @@ class PhoneNumber(models.Model):
 
 
 class Job(models.Model):
-    """Long-running work with progress (bulk imports), run by a Celery worker."""
+    """Long-running work with progress (bulk imports), run by a Celery worker.
 
-    QUEUED, RUNNING, COMPLETED, FAILED = "queued", "running", "completed", "failed"
+    The table is the queue (see telephony/services/jobs.py): a queued job either waits for
+    one of its account's job slots (`dispatched_at` empty) or holds one and has its task
+    message in the broker; a running job holds its slot until it ends.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        COMPLETED = "completed"
+        FAILED = "failed"
+
+    class FailureReason(models.TextChoices):
+        NONE = "", "not failed"
+        CRASHED = "crashed", "every attempt stopped with an error"
+        WORKER_LOST = "worker_lost", "the worker running it died on every attempt"
+
+    QUEUED, RUNNING, COMPLETED, FAILED = Status.QUEUED, Status.RUNNING, Status.COMPLETED, Status.FAILED
+    UNFINISHED = (Status.QUEUED, Status.RUNNING)
     BULK_IMPORT = "phone_numbers.bulk_import"
 
     id = models.CharField(primary_key=True, max_length=40, default=_new_job_id, editable=False)
     kind = models.CharField(max_length=40)
-    status = models.CharField(max_length=12, default=QUEUED)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED)
     total = models.PositiveIntegerField(default=0)
     succeeded = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)
     api_key_id = models.CharField(max_length=40, blank=True, default="")
+    # Runs started (a run cut off by a dead worker counts): the job fails after JOB_MAX_ATTEMPTS.
     attempts = models.PositiveIntegerField(default=0)
+    failure_reason = models.CharField(max_length=20, choices=FailureReason.choices, blank=True, default="")
+    # The last crash (exception type and message), for operators; not shown to API clients.
+    last_error = models.TextField(blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
-    # Touched as rows finish: a running job that stops moving has lost its worker.
+    # Touched as rows finish: a running job that stops moving may have lost its worker.
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # When the job took one of its account's slots and its task was sent; empty while it
+    # waits for a slot.
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    # A job retried after a crash waits until then before it takes a slot again.
+    retry_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -107,13 +133,18 @@ class JobRow(models.Model):
     """One row of a bulk job: its input (the Twilio token kept encrypted, and wiped once
     the row is done) and its outcome, exactly what the single call would have answered."""
 
-    PENDING, SUCCEEDED, FAILED = "pending", "succeeded", "failed"
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    PENDING, SUCCEEDED, FAILED = Status.PENDING, Status.SUCCEEDED, Status.FAILED
 
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="rows")
     index = models.PositiveIntegerField()
     params = models.JSONField(default=dict)
     twilio_token = EncryptedTextField(null=True, blank=True)
-    status = models.CharField(max_length=10, default=PENDING)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     http_status = models.PositiveSmallIntegerField(null=True, blank=True)
     result = models.JSONField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -129,6 +160,12 @@ def _new_call_id() -> str:
 
 class Call(models.Model):
     """One phone call answered (or placed) by an agent."""
+
+    class SummaryStatus(models.TextChoices):
+        NONE = "none"  # nothing was said: no summary to write
+        PENDING = "pending"
+        DONE = "done"
+        FAILED = "failed"  # Claude kept failing until the retries ran out
 
     INBOUND, OUTBOUND = "inbound", "outbound"
     # Twilio's call statuses, plus `rejected` (refused by Nixflex before answering).
@@ -164,7 +201,7 @@ class Call(models.Model):
     turns = models.JSONField(default=list, blank=True)
     summary = models.TextField(blank=True, default="")
     extraction = models.JSONField(default=dict, blank=True)
-    summary_status = models.CharField(max_length=10, default="none")  # none|pending|done|failed
+    summary_status = models.CharField(max_length=10, choices=SummaryStatus.choices, default=SummaryStatus.NONE)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 

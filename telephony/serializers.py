@@ -217,10 +217,27 @@ class JobRowOutput(serializers.ModelSerializer):
         return (row.result or {}).get("error") if row.status == JobRow.FAILED else None
 
 
+_JOB_FAILURE_MESSAGES = {
+    Job.FailureReason.CRASHED: "The job stopped with an internal error on each of its {attempts} attempts.",
+    Job.FailureReason.WORKER_LOST: "The worker running the job stopped on each of its {attempts} attempts.",
+}
+
+
+def job_failure_error(job: Job) -> ApiError:
+    """Why a failed job stopped, in the shape of a row's error."""
+    message = _JOB_FAILURE_MESSAGES.get(job.failure_reason, "The job stopped.").format(attempts=job.attempts)
+    return ApiError(
+        "job_failed",
+        f"{message} Rows already finished keep their outcome; the others were not imported.",
+        {"job_id": job.id, "reason": job.failure_reason, "attempts": job.attempts},
+    )
+
+
 class JobOutput(serializers.ModelSerializer):
     object = serializers.SerializerMethodField()
     done = serializers.IntegerField(read_only=True)
     progress = serializers.SerializerMethodField()
+    error = serializers.SerializerMethodField()
 
     class Meta:
         model = Job
@@ -234,6 +251,8 @@ class JobOutput(serializers.ModelSerializer):
             "succeeded",
             "failed",
             "progress",
+            "attempts",
+            "error",
             "created_at",
             "started_at",
             "finished_at",
@@ -242,6 +261,14 @@ class JobOutput(serializers.ModelSerializer):
 
     def get_object(self, job: Job) -> str:
         return "job"
+
+    @extend_schema_field(ApiErrorBodyOutput(allow_null=True))
+    def get_error(self, job: Job) -> dict[str, Any] | None:
+        """Why the job failed (status `failed`), else null."""
+        if job.status != Job.FAILED:
+            return None
+        body: dict[str, Any] = job_failure_error(job).body()["error"]
+        return body
 
     def get_progress(self, job: Job) -> float:
         return round(job.done / job.total, 4) if job.total else 1.0

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 from typing import Any
 
+from celery import Task
 from celery.signals import worker_ready
 from django.conf import settings
 from django.db import connection
@@ -13,7 +13,7 @@ from django_tenants.utils import tenant_context
 
 from agents.anthropic_client import LlmFailure
 from nixflex.celery import platform_task, tenant_task
-from telephony.models import PhoneNumber
+from telephony.models import Job, PhoneNumber
 from telephony.services import calls, jobs, numbers
 from tenants.models import Account
 
@@ -22,7 +22,12 @@ logger = logging.getLogger(__name__)
 
 @tenant_task(name="telephony.bulk_import_numbers", acks_late=True)
 def bulk_import_numbers(job_id: str) -> None:
-    jobs.run_bulk_import(account=connection.tenant, job_id=job_id)
+    jobs.run_bulk_import(account=connection.tenant, job_id=job_id, enqueue=enqueue_bulk_import)
+
+
+def enqueue_bulk_import(job: Job) -> None:
+    """Send a dispatched job's task (from inside the account's schema)."""
+    bulk_import_numbers.delay(job.id)
 
 
 @tenant_task(name="telephony.check_account_webhooks")
@@ -46,12 +51,10 @@ def schema_names() -> list[str]:
 
 @platform_task(name="telephony.resume_stalled_jobs")
 def resume_stalled_jobs() -> None:
-    stall_after = timedelta(seconds=settings.JOB_STALL_SECONDS)
+    """The reaper: jobs that lost their worker or their message, and jobs waiting for a slot."""
     for account in _accounts():
         with tenant_context(account):
-            for job in jobs.stalled_jobs(stall_after):
-                logger.warning("job %s of %s lost its worker; queueing it again", job.id, account.schema_name)
-                bulk_import_numbers.delay(job.id)
+            jobs.recover_jobs(account=account, enqueue=enqueue_bulk_import)
 
 
 @platform_task(name="telephony.check_all_webhooks")
@@ -67,6 +70,10 @@ def _resume_jobs_on_worker_start(**kwargs: Any) -> None:
     resume_stalled_jobs.delay()
 
 
-@tenant_task(name="telephony.summarize_call", autoretry_for=(LlmFailure,), retry_backoff=5, max_retries=3)
-def summarize_call(call_id: str) -> None:
-    calls.write_summary(call_id)
+@tenant_task(name="telephony.summarize_call", bind=True, max_retries=settings.SUMMARY_MAX_RETRIES)
+def summarize_call(self: Task, call_id: str) -> None:
+    try:
+        calls.write_summary(call_id, last_attempt=self.request.retries >= self.max_retries)
+    except LlmFailure as exc:
+        # Claude failed and another try may help: back off (doubling) and retry.
+        raise self.retry(exc=exc, countdown=settings.SUMMARY_RETRY_DELAY_SECONDS * 2**self.request.retries) from exc

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -225,15 +226,17 @@ def _subprocess_env() -> dict[str, str]:
     return env
 
 
-def start_celery_worker(concurrency: int = 2, hostname: str | None = None, beat: bool = True) -> subprocess.Popen:
-    """A real worker (with an embedded beat, so stalled jobs are picked up quickly)."""
+def start_celery_worker(concurrency: int = 2, hostname: str | None = None, beat: bool = True,
+                        env: dict[str, str] | None = None) -> subprocess.Popen:
+    """A real worker (with an embedded beat, so stalled jobs are picked up quickly);
+    `env` overrides its environment (e.g. another broker)."""
     name = hostname or f"test-{uuid.uuid4().hex[:6]}@%h"
     args = [sys.executable, "-m", "celery", "-A", "nixflex", "worker", "-Q", settings.CELERY_TASK_DEFAULT_QUEUE,
             "--concurrency", str(concurrency), "--loglevel", "WARNING", "-n", name, "--without-gossip",
             "--without-mingle", "--without-heartbeat"]
     if beat:
         args += ["-B", "--schedule", f"/tmp/nixflex-beat-{uuid.uuid4().hex[:8]}"]
-    return subprocess.Popen(args, cwd=ROOT, env=_subprocess_env())
+    return subprocess.Popen(args, cwd=ROOT, env={**_subprocess_env(), **(env or {})})
 
 
 @pytest.fixture(scope="session")
@@ -247,6 +250,33 @@ def celery_worker(providers: Any) -> Iterator[subprocess.Popen]:
         proc.wait(timeout=15)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+def celery_consumers() -> list[str]:
+    """The workers consuming this run's queue (asked over the broker's remote control)."""
+    from nixflex.celery import app
+
+    replies = app.control.inspect(timeout=1).active_queues() or {}
+    return [host for host, queues in replies.items()
+            if any(q["name"] == settings.CELERY_TASK_DEFAULT_QUEUE for q in queues)]
+
+
+@contextmanager
+def queue_paused() -> Iterator[None]:
+    """The workers consuming this run's queue stop taking messages until the block ends
+    (remote control, addressed to them only); workers started inside it consume as usual.
+    Unlike SIGSTOP, a paused worker cannot have popped a message that it then sits on."""
+    from nixflex.celery import app
+
+    hosts = wait_for(celery_consumers, timeout=30, interval=0.5)  # the session's worker, once it is up
+    queue = settings.CELERY_TASK_DEFAULT_QUEUE
+    app.control.cancel_consumer(queue, destination=hosts, reply=True, timeout=5)
+    assert not set(hosts) & set(celery_consumers())
+    time.sleep(1.5)  # a blocking pop already under way times out (1 s) first
+    try:
+        yield
+    finally:
+        app.control.add_consumer(queue, destination=hosts, reply=True, timeout=5)
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05) -> Any:

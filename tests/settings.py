@@ -20,6 +20,9 @@ os.environ.setdefault("CALL_LEASE_PREFIX", f"nixflex-test-{RUN}:calls")
 # Workers started by tests resume a job whose worker died within a couple of seconds.
 os.environ.setdefault("JOB_STALL_SECONDS", "2")
 os.environ.setdefault("JOB_RESUME_INTERVAL_SECONDS", "1")
+# A crashed job runs again at once, and summaries retry quickly, so failure tests are short.
+os.environ.setdefault("JOB_RETRY_DELAY_SECONDS", "0")
+os.environ.setdefault("SUMMARY_RETRY_DELAY_SECONDS", "0.2")
 
 from nixflex.settings import *  # noqa: E402,F401,F403
 from nixflex.settings import DATABASES  # noqa: E402

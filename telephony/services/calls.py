@@ -192,15 +192,31 @@ def render_call(call: Call, detail: bool = False) -> dict[str, Any]:
     return body
 
 
-def write_summary(call_id: str) -> None:
-    """The post-call job: Claude summarises the call and fills the agent's extraction fields."""
+def write_summary(call_id: str, *, last_attempt: bool) -> None:
+    """The post-call job: Claude summarises the call and fills the agent's extraction fields.
+
+    Raises LlmFailure when Claude failed and this is not the last attempt (the task retries).
+    On the last attempt, or on any other error, the summary ends `failed`, never `pending`.
+    """
+    from agents.anthropic_client import LlmFailure
     from agents.summaries import summarize_transcript
 
     call = Call.objects.select_related("agent").filter(id=call_id).first()
-    if call is None or call.summary_status == "done":
+    if call is None or call.summary_status in (Call.SummaryStatus.DONE, Call.SummaryStatus.FAILED):
         return
     model = call.agent.model if call.agent else settings.DEFAULT_CLAUDE_MODEL
     fields = list(call.agent.extraction_fields) if call.agent else []
-    summary, extraction = summarize_transcript(model=model, transcript=call.transcript, fields=fields)
-    Call.objects.filter(pk=call.pk).update(summary=summary, extraction=extraction, summary_status="done",
-                                           updated_at=timezone.now())
+    try:
+        summary, extraction = summarize_transcript(model=model, transcript=call.transcript, fields=fields)
+    except LlmFailure as exc:
+        if not last_attempt:
+            raise
+        logger.warning("summary of call %s failed for good: %s", call_id, exc)
+        Call.objects.filter(pk=call.pk).update(summary_status=Call.SummaryStatus.FAILED, updated_at=timezone.now())
+        return
+    except Exception:
+        logger.exception("summary of call %s failed", call_id)
+        Call.objects.filter(pk=call.pk).update(summary_status=Call.SummaryStatus.FAILED, updated_at=timezone.now())
+        return
+    Call.objects.filter(pk=call.pk).update(summary=summary, extraction=extraction,
+                                           summary_status=Call.SummaryStatus.DONE, updated_at=timezone.now())

@@ -9,7 +9,7 @@ from django_tenants.utils import schema_context
 
 from telephony.models import Job, JobRow, PhoneNumber
 from tenants.models import NumberRoute
-from tests.conftest import Persona, assert_error, start_celery_worker, unique_e164, wait_for
+from tests.conftest import Persona, assert_error, queue_paused, start_celery_worker, unique_e164, wait_for
 
 
 def _job(persona: Persona, job_id: str) -> dict:
@@ -97,23 +97,22 @@ def test_job_survives_a_killed_worker(make_persona, twilio, celery_worker) -> No
         twilio.add_number(sid, e164)
     twilio.configure(latency_ms=150)
     # Park the shared worker so that the one we kill takes the job.
-    celery_worker.send_signal(signal.SIGSTOP)
-    victim = start_celery_worker(concurrency=1, beat=False)
-    try:
-        rows = [{"phone_number": e, "twilio_sid": sid, "twilio_token": token, "agent_id": agent} for e in numbers]
-        job_id = client.post("/v1/phone-numbers/bulk", {"numbers": rows}).json()["id"]
-        wait_for(lambda: 5 <= _job(persona, job_id)["done"], timeout=60)
-        pool = _children_of(victim.pid)  # the prefork child running the task
-        assert pool
-        for pid in [victim.pid, *pool]:
-            os.kill(pid, signal.SIGKILL)
-        victim.wait()
-        partial = _job(persona, job_id)
-        assert partial["status"] == "running" and partial["done"] < 60
-    finally:
-        if victim.poll() is None:
-            victim.kill()
-        celery_worker.send_signal(signal.SIGCONT)
+    with queue_paused():
+        victim = start_celery_worker(concurrency=1, beat=False)
+        try:
+            rows = [{"phone_number": e, "twilio_sid": sid, "twilio_token": token, "agent_id": agent} for e in numbers]
+            job_id = client.post("/v1/phone-numbers/bulk", {"numbers": rows}).json()["id"]
+            wait_for(lambda: 5 <= _job(persona, job_id)["done"], timeout=60)
+            pool = _children_of(victim.pid)  # the prefork child running the task
+            assert pool
+            for pid in [victim.pid, *pool]:
+                os.kill(pid, signal.SIGKILL)
+            victim.wait()
+            partial = _job(persona, job_id)
+            assert partial["status"] == "running" and partial["done"] < 60
+        finally:
+            if victim.poll() is None:
+                victim.kill()
     job = wait_for(lambda: _done(persona, job_id), timeout=90)
     assert (job["succeeded"], job["failed"]) == (60, 0), [r for r in job["rows"] if r["status"] != "succeeded"][:3]
     with schema_context(persona.account.schema_name):
