@@ -21,7 +21,7 @@ def test_registry_matches_the_seed_statuses() -> None:
         "number_not_in_twilio": 400, "twilio_invalid_credentials": 400, "twilio_auth_failed": 400,
         "from_number_not_owned": 400, "message_too_long": 400, "sms_not_supported_in_region": 400,
         "invalid_request": 400, "number_already_imported": 409, "agent_no_phone": 409,
-        "agent_has_phone_numbers": 409, "twilio_account_not_found": 404, "twilio_account_has_phone_numbers": 409,
+        "agent_has_phone_numbers": 409, "twilio_account_not_found": 404, "twilio_account_has_phone_numbers": 409, "job_failed": 500,
         "recipient_unsubscribed": 409, "rate_limit_exceeded": 429, "concurrent_call_limit": 429,
         "outbound_failed": 502, "provider_unavailable": 502, "server_error": 500,
     }
