@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('telephony', '0002_call'),
+        ('telephony', '0005_phone_number_twilio_account_required'),
     ]
 
     operations = [
