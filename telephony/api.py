@@ -10,8 +10,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from nixflex.openapi import api_errors
 from nixflex.api import render
+from nixflex.openapi import api_errors
 from nixflex.pagination import list_of, paginate
 from telephony import selectors, tasks
 from telephony.models import Job
@@ -65,8 +65,15 @@ class PhoneNumberListApi(APIView):
         operation_id="phone_numbers_import", request=PhoneNumberImportInput, responses={201: PhoneNumberOutput}
     )
     @api_errors(
-        "invalid_phone_format", "invalid_twilio_sid", "number_not_in_twilio", "twilio_invalid_credentials",
-        "agent_not_found", "agent_not_owned", "customer_not_found", "number_already_imported", "provider_unavailable",
+        "invalid_phone_format",
+        "invalid_twilio_sid",
+        "number_not_in_twilio",
+        "twilio_invalid_credentials",
+        "agent_not_found",
+        "agent_not_owned",
+        "customer_not_found",
+        "number_already_imported",
+        "provider_unavailable",
     )
     def post(self, request: Request) -> Response:
         data = PhoneNumberImportInput(data=request.data)
@@ -151,7 +158,12 @@ class TwilioAccountListApi(APIView):
     )
     def get(self, request: Request) -> Response:
         return Response(
-            paginate(request, selectors.list_twilio_accounts(), partial(render, TwilioAccountOutput), cursor_field="account_sid")
+            paginate(
+                request,
+                selectors.list_twilio_accounts(),
+                partial(render, TwilioAccountOutput),
+                cursor_field="account_sid",
+            )
         )
 
 

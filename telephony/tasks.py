@@ -39,8 +39,7 @@ def check_account_webhooks() -> None:
 def _accounts() -> Any:
     """Accounts whose schema is ready (a row is visible a moment before its schema is cloned)."""
     ready = set(schema_names())
-    return [a for a in Account.objects.exclude(schema_name="public").filter(is_active=True)
-            if a.schema_name in ready]
+    return [a for a in Account.objects.exclude(schema_name="public").filter(is_active=True) if a.schema_name in ready]
 
 
 def schema_names() -> list[str]:

@@ -53,5 +53,9 @@ def _check_host(host_account: Account | None, api_key: ApiKey) -> None:
     if host_account is None or host_account.schema_name == settings.PUBLIC_SCHEMA_NAME:
         return
     if host_account.pk != api_key.account_id:
-        raise ApiError("invalid_api_key", "This API key belongs to another account than the one this host serves. "
-                       "Use the API host, or a key of this account.", {"reason": "key_not_valid_for_host"})
+        raise ApiError(
+            "invalid_api_key",
+            "This API key belongs to another account than the one this host serves. "
+            "Use the API host, or a key of this account.",
+            {"reason": "key_not_valid_for_host"},
+        )

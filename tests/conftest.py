@@ -14,10 +14,11 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import psycopg
 import pytest
@@ -34,8 +35,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _admin_dsn() -> dict[str, Any]:
     db = settings.DATABASES["default"]
-    return {"host": db.get("HOST") or None, "port": db.get("PORT") or None,
-            "user": db.get("USER") or None, "password": db.get("PASSWORD") or None, "dbname": "postgres"}
+    return {
+        "host": db.get("HOST") or None,
+        "port": db.get("PORT") or None,
+        "user": db.get("USER") or None,
+        "password": db.get("PASSWORD") or None,
+        "dbname": "postgres",
+    }
 
 
 @pytest.fixture(scope="session")
@@ -48,8 +54,9 @@ def django_db_setup(django_db_blocker: Any) -> Iterator[None]:
         connections.close_all()
         with psycopg.connect(**{k: v for k, v in _admin_dsn().items() if v}, autocommit=True) as admin:
             # Databases of earlier runs that died without cleaning up.
-            for (stale,) in admin.execute("SELECT datname FROM pg_database WHERE datname LIKE %s",
-                                          [base.replace("_", r"\_") + r"\_%"]).fetchall():
+            for (stale,) in admin.execute(
+                "SELECT datname FROM pg_database WHERE datname LIKE %s", [base.replace("_", r"\_") + r"\_%"]
+            ).fetchall():
                 suffix = stale.rsplit("_", 1)[-1]
                 if stale != name and suffix.isdigit() and not os.path.exists(f"/proc/{suffix}"):
                     admin.execute(f'DROP DATABASE IF EXISTS "{stale}" WITH (FORCE)')
@@ -92,7 +99,7 @@ class Persona:
     def bearer(self) -> str:
         return f"Bearer {self.key.api_key.key_id}:{self.key.secret}"
 
-    def client(self, **extra: str) -> "ApiClient":
+    def client(self, **extra: str) -> ApiClient:
         return ApiClient(self.bearer, **extra)
 
 
@@ -162,6 +169,7 @@ def assert_error(response: Any, status: int, type_: str, code: str) -> dict[str,
 
 # --- Provider stand-ins (real servers; the product reaches them through the real SDKs) --
 
+
 def _serve(standin: Any, setting: str, **extra: Any) -> Iterator[Any]:
     """Start a stand-in in a thread and point this process's settings, and the servers and
     workers the tests start (through the environment), at it."""
@@ -218,6 +226,7 @@ def unique_e164(country: str = "+4420") -> str:
 
 # --- Processes: a Celery worker -------------------------------------------------------
 
+
 def _subprocess_env() -> dict[str, str]:
     env = dict(os.environ)
     env["DJANGO_SETTINGS_MODULE"] = "tests.settings"
@@ -226,14 +235,31 @@ def _subprocess_env() -> dict[str, str]:
     return env
 
 
-def start_celery_worker(concurrency: int = 2, hostname: str | None = None, beat: bool = True,
-                        env: dict[str, str] | None = None) -> subprocess.Popen:
+def start_celery_worker(
+    concurrency: int = 2, hostname: str | None = None, beat: bool = True, env: dict[str, str] | None = None
+) -> subprocess.Popen:
     """A real worker (with an embedded beat, so stalled jobs are picked up quickly);
     `env` overrides its environment (e.g. another broker)."""
     name = hostname or f"test-{uuid.uuid4().hex[:6]}@%h"
-    args = [sys.executable, "-m", "celery", "-A", "nixflex", "worker", "-Q", settings.CELERY_TASK_DEFAULT_QUEUE,
-            "--concurrency", str(concurrency), "--loglevel", "WARNING", "-n", name, "--without-gossip",
-            "--without-mingle", "--without-heartbeat"]
+    args = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "nixflex",
+        "worker",
+        "-Q",
+        settings.CELERY_TASK_DEFAULT_QUEUE,
+        "--concurrency",
+        str(concurrency),
+        "--loglevel",
+        "WARNING",
+        "-n",
+        name,
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+    ]
     if beat:
         args += ["-B", "--schedule", f"/tmp/nixflex-beat-{uuid.uuid4().hex[:8]}"]
     return subprocess.Popen(args, cwd=ROOT, env={**_subprocess_env(), **(env or {})})
@@ -257,8 +283,9 @@ def celery_consumers() -> list[str]:
     from nixflex.celery import app
 
     replies = app.control.inspect(timeout=1).active_queues() or {}
-    return [host for host, queues in replies.items()
-            if any(q["name"] == settings.CELERY_TASK_DEFAULT_QUEUE for q in queues)]
+    return [
+        host for host, queues in replies.items() if any(q["name"] == settings.CELERY_TASK_DEFAULT_QUEUE for q in queues)
+    ]
 
 
 @contextmanager
@@ -292,6 +319,7 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: floa
 
 # --- A real ASGI server (uvicorn), HTTP + WebSocket ---------------------------------------
 
+
 def _free_port() -> int:
     import socket
 
@@ -307,9 +335,24 @@ def asgi_server(providers: Any) -> Iterator[str]:
 
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "nixflex.asgi:application", "--http", "nixflex.uvicorn_protocol:HttpProtocol",
-         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"],
-        cwd=ROOT, env=_subprocess_env())
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "nixflex.asgi:application",
+            "--http",
+            "nixflex.uvicorn_protocol:HttpProtocol",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        cwd=ROOT,
+        env=_subprocess_env(),
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:

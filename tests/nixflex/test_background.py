@@ -33,9 +33,13 @@ def test_task_runs_in_the_schema_it_was_queued_in(celery_worker, alice, bob) -> 
             worker_ping.delay(token)
         tokens[persona.account.schema_name] = token
     assert wait_for(lambda: _report(tokens[alice.account.schema_name])) == {
-        "schema": alice.account.schema_name, "agents": 2}
+        "schema": alice.account.schema_name,
+        "agents": 2,
+    }
     assert wait_for(lambda: _report(tokens[bob.account.schema_name])) == {
-        "schema": bob.account.schema_name, "agents": 0}
+        "schema": bob.account.schema_name,
+        "agents": 0,
+    }
 
 
 def test_task_without_a_tenant_fails_loudly() -> None:

@@ -15,11 +15,13 @@ from standins.anthropic_api import AnthropicStandin
 
 KEY = "test-anthropic-key"
 MODEL = "claude-sonnet-4-6"  # the SDK warns (DeprecationWarning) for claude-sonnet-4-5
-TOOLS = [{
-    "name": "end_call",
-    "description": "Hang up once the caller is done.",
-    "input_schema": {"type": "object", "properties": {"reason": {"type": "string"}}, "required": ["reason"]},
-}]
+TOOLS = [
+    {
+        "name": "end_call",
+        "description": "Hang up once the caller is done.",
+        "input_schema": {"type": "object", "properties": {"reason": {"type": "string"}}, "required": ["reason"]},
+    }
+]
 
 
 @pytest_asyncio.fixture
@@ -40,8 +42,9 @@ def user(text: str) -> list:
 
 @pytest.mark.asyncio
 async def test_streaming_text_default_reply(ant: AnthropicStandin) -> None:
-    async with ant.client.messages.stream(model=MODEL, max_tokens=300, system="You are Nixflex.",
-                                          messages=user("I'd like to book a cleaning.")) as stream:
+    async with ant.client.messages.stream(
+        model=MODEL, max_tokens=300, system="You are Nixflex.", messages=user("I'd like to book a cleaning.")
+    ) as stream:
         pieces = [t async for t in stream.text_stream]
         final = await stream.get_final_message()
     expected = "Thanks! You said: I'd like to book a cleaning. Is there anything else?"
@@ -61,9 +64,11 @@ async def test_raw_event_order(ant: AnthropicStandin) -> None:
 
     # the wire itself: every event has an event: line and a data: line, ping included
     async with aiohttp.ClientSession() as http:
-        r = await http.post(ant.base_url + "/v1/messages", headers={
-            "x-api-key": KEY, "anthropic-version": "2023-06-01", "content-type": "application/json"},
-            json={"model": MODEL, "max_tokens": 50, "stream": True, "messages": user("hi")})
+        r = await http.post(
+            ant.base_url + "/v1/messages",
+            headers={"x-api-key": KEY, "anthropic-version": "2023-06-01", "content-type": "application/json"},
+            json={"model": MODEL, "max_tokens": 50, "stream": True, "messages": user("hi")},
+        )
         assert r.headers["Content-Type"].startswith("text/event-stream")
         body = (await r.read()).decode()
     events = [blk.split("\n") for blk in body.strip().split("\n\n")]
@@ -76,8 +81,15 @@ async def test_raw_event_order(ant: AnthropicStandin) -> None:
 
 @pytest.mark.asyncio
 async def test_tool_use_streaming_and_tool_result(ant: AnthropicStandin) -> None:
-    ant.set_script([{"match": "BYE", "text": "Goodbye, have a nice day!",
-                     "tool": {"name": "end_call", "input": {"reason": "caller said goodbye"}}}])
+    ant.set_script(
+        [
+            {
+                "match": "BYE",
+                "text": "Goodbye, have a nice day!",
+                "tool": {"name": "end_call", "input": {"reason": "caller said goodbye"}},
+            }
+        ]
+    )
     msgs = user("ok thanks, bye")
     async with ant.client.messages.stream(model=MODEL, max_tokens=300, tools=TOOLS, messages=msgs) as stream:
         text = "".join([t async for t in stream.text_stream])
@@ -88,8 +100,15 @@ async def test_tool_use_streaming_and_tool_result(ant: AnthropicStandin) -> None
     assert tool.type == "tool_use" and tool.name == "end_call" and tool.input == {"reason": "caller said goodbye"}
 
     # answering the tool: a short text, the tool rule does not fire again
-    follow = msgs + [{"role": "assistant", "content": [b.model_dump(exclude_none=True, include={"type", "text", "id", "name", "input"}) for b in final.content]},
-                     {"role": "user", "content": [{"type": "tool_result", "tool_use_id": tool.id, "content": "ended"}]}]
+    follow = msgs + [
+        {
+            "role": "assistant",
+            "content": [
+                b.model_dump(exclude_none=True, include={"type", "text", "id", "name", "input"}) for b in final.content
+            ],
+        },
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": tool.id, "content": "ended"}]},
+    ]
     reply = await ant.client.messages.create(model=MODEL, max_tokens=100, tools=TOOLS, messages=follow)
     assert reply.content[0].text == "Okay, that's done." and reply.stop_reason == "end_turn"
 
@@ -105,8 +124,11 @@ async def test_non_streaming_and_json_default(ant: AnthropicStandin) -> None:
     msg = await ant.client.messages.create(model="claude-haiku-4-5", max_tokens=100, messages=user("Hello?"))
     assert msg.content[0].text == "Thanks! You said: Hello. Is there anything else?"
     summary = await ant.client.messages.create(
-        model="claude-haiku-4-5", max_tokens=400, system="Summarize this call. Reply with JSON only.",
-        messages=user("Caller: hi, this is Bob, I need a filling.\nAgent: sure."))
+        model="claude-haiku-4-5",
+        max_tokens=400,
+        system="Summarize this call. Reply with JSON only.",
+        messages=user("Caller: hi, this is Bob, I need a filling.\nAgent: sure."),
+    )
     data = json.loads(summary.content[0].text)
     assert set(data) == {"summary", "caller_name", "intent", "follow_up"} and "filling" in data["summary"]
     # max_tokens truncates
@@ -126,10 +148,19 @@ async def test_validation_and_auth_errors(ant: AnthropicStandin) -> None:
         dict(messages=[{"role": "assistant", "content": "hi"}]),
         dict(messages=[{"role": "user", "content": ""}]),
         dict(messages=[{"role": "user", "content": "x"}, {"role": "assistant", "content": "ok "}]),
-        dict(messages=[{"role": "user", "content": "x"},
-                       {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "end_call", "input": {}}]},
-                       {"role": "user", "content": "and?"}]),
-        dict(messages=[{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_9", "content": "x"}]}]),
+        dict(
+            messages=[
+                {"role": "user", "content": "x"},
+                {
+                    "role": "assistant",
+                    "content": [{"type": "tool_use", "id": "toolu_1", "name": "end_call", "input": {}}],
+                },
+                {"role": "user", "content": "and?"},
+            ]
+        ),
+        dict(
+            messages=[{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_9", "content": "x"}]}]
+        ),
         dict(messages=user("x"), tools=[{"name": "bad name!", "input_schema": {"type": "object"}}]),
     ]
     for kw in cases:
@@ -143,12 +174,18 @@ async def test_validation_and_auth_errors(ant: AnthropicStandin) -> None:
     assert ok.content[0].text.startswith("Thanks! You said: b")
 
     async with aiohttp.ClientSession() as http:
-        r = await http.post(ant.base_url + "/v1/messages", headers={"x-api-key": KEY},
-                            json={"model": MODEL, "max_tokens": 5, "messages": user("x")})
+        r = await http.post(
+            ant.base_url + "/v1/messages",
+            headers={"x-api-key": KEY},
+            json={"model": MODEL, "max_tokens": 5, "messages": user("x")},
+        )
         assert r.status == 400
         assert (await r.json())["error"]["message"] == "anthropic-version: header is required"
-        r = await http.post(ant.base_url + "/v1/messages", headers={"anthropic-version": "2023-06-01"},
-                            json={"model": MODEL, "max_tokens": 5, "messages": user("x")})
+        r = await http.post(
+            ant.base_url + "/v1/messages",
+            headers={"anthropic-version": "2023-06-01"},
+            json={"model": MODEL, "max_tokens": 5, "messages": user("x")},
+        )
         body = await r.json()
         assert r.status == 401 and body["type"] == "error" and body["error"]["type"] == "authentication_error"
         assert body["request_id"].startswith("req_")
@@ -159,9 +196,11 @@ async def test_injected_http_errors(ant: AnthropicStandin) -> None:
     ant.fail_next(status=529)
     ant.fail_next(status=429)
     ant.fail_next(status=500)
-    for exc, etype in [(anthropic.OverloadedError, "overloaded_error"),
-                       (anthropic.RateLimitError, "rate_limit_error"),
-                       (anthropic.InternalServerError, "api_error")]:
+    for exc, etype in [
+        (anthropic.OverloadedError, "overloaded_error"),
+        (anthropic.RateLimitError, "rate_limit_error"),
+        (anthropic.InternalServerError, "api_error"),
+    ]:
         with pytest.raises(exc) as err:
             async with ant.client.messages.stream(model=MODEL, max_tokens=50, messages=user("x")) as s:
                 await s.get_final_message()
@@ -200,20 +239,26 @@ async def test_hang_then_timeout(ant: AnthropicStandin) -> None:
 
 @pytest.mark.asyncio
 async def test_rule_matching_and_recorded_requests(ant: AnthropicStandin) -> None:
-    ant.set_script([
-        {"match": "price", "system_contains": "Bright Smile", "text": "A cleaning is $120.", "times": 1},
-        {"match": "price", "text": "I can check our prices."},
-        {"match": None, "system_contains": "Bright Smile", "text": "Welcome to Bright Smile!"},
-    ])
+    ant.set_script(
+        [
+            {"match": "price", "system_contains": "Bright Smile", "text": "A cleaning is $120.", "times": 1},
+            {"match": "price", "text": "I can check our prices."},
+            {"match": None, "system_contains": "Bright Smile", "text": "Welcome to Bright Smile!"},
+        ]
+    )
     system = "You answer calls for Bright Smile Dental (Austin). Past calls: booked a cleaning in May."
     ask = [{"role": "user", "content": [{"type": "text", "text": "What's the PRICE of a cleaning?"}]}]
     first = await ant.client.messages.create(model=MODEL, max_tokens=50, system=system, messages=ask)
     second = await ant.client.messages.create(model=MODEL, max_tokens=50, system=system, messages=ask)
-    other = await ant.client.messages.create(model=MODEL, max_tokens=50, system=[{"type": "text", "text": system}],
-                                             messages=user("hello"))
+    other = await ant.client.messages.create(
+        model=MODEL, max_tokens=50, system=[{"type": "text", "text": system}], messages=user("hello")
+    )
     plain = await ant.client.messages.create(model=MODEL, max_tokens=50, system="Other clinic", messages=user("hello"))
     assert [m.content[0].text for m in (first, second, other)] == [
-        "A cleaning is $120.", "I can check our prices.", "Welcome to Bright Smile!"]
+        "A cleaning is $120.",
+        "I can check our prices.",
+        "Welcome to Bright Smile!",
+    ]
     assert plain.content[0].text.startswith("Thanks! You said: hello")
 
     recs = ant.requests()
@@ -258,10 +303,13 @@ def test_thread_mode_sync_sdk_and_http_control_api() -> None:
     server = AnthropicStandin()
     url = server.start_in_thread()
     try:
+
         async def control() -> None:
             async with aiohttp.ClientSession() as http:
-                r = await http.post(url + "/_standin/script", json={"rules": [
-                    {"match": "hours", "text": "We open at nine.", "tool": None}]})
+                r = await http.post(
+                    url + "/_standin/script",
+                    json={"rules": [{"match": "hours", "text": "We open at nine.", "tool": None}]},
+                )
                 assert r.status == 200
                 r = await http.post(url + "/_standin/faults", json={"kind": "http_error", "status": 529})
                 assert r.status == 200

@@ -6,7 +6,8 @@ import asyncio
 import math
 import time
 import warnings
-from typing import Any, Callable, List
+from collections.abc import Callable
+from typing import Any
 
 import aiohttp
 import httpx
@@ -18,8 +19,8 @@ import pytest_asyncio
 # so a `-W error` run does not fail at collection.
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
-    import deepgram.core.websocket_compat  # noqa: F401
-    import deepgram.listen.v1.client  # noqa: F401
+    import deepgram.core.websocket_compat
+    import deepgram.listen.v1.client
     import deepgram.speak.v1.client  # noqa: F401
     from deepgram import AsyncDeepgramClient, DeepgramClient
     from deepgram.core.api_error import ApiError
@@ -38,8 +39,15 @@ from standins.deepgram_api import DeepgramStandin
 
 KEY = "dg-test-key"
 TELEPHONY = dict(
-    model="nova-3", encoding="mulaw", sample_rate=8000, channels=1, interim_results="true",
-    endpointing=300, utterance_end_ms=1000, vad_events="true", smart_format="true",
+    model="nova-3",
+    encoding="mulaw",
+    sample_rate=8000,
+    channels=1,
+    interim_results="true",
+    endpointing=300,
+    utterance_end_ms=1000,
+    vad_events="true",
+    smart_format="true",
 )
 TEXT = "Hello there, I'd like to book a cleaning for Tuesday."
 
@@ -49,7 +57,7 @@ def env_for(base_url: str) -> DeepgramClientEnvironment:
     return DeepgramClientEnvironment(base=base_url, production=ws, agent=ws, agent_rest=base_url)
 
 
-_http_clients: List[httpx.AsyncClient] = []
+_http_clients: list[httpx.AsyncClient] = []
 
 
 def async_client(base_url: str, key: str = KEY) -> AsyncDeepgramClient:
@@ -72,8 +80,8 @@ async def dg():
         await server.stop()
 
 
-async def collect(conn: Any, until: Callable[[Any], bool], timeout: float = 5.0) -> List[Any]:
-    out: List[Any] = []
+async def collect(conn: Any, until: Callable[[Any], bool], timeout: float = 5.0) -> list[Any]:
+    out: list[Any] = []
 
     async def run() -> None:
         while True:
@@ -199,8 +207,10 @@ async def test_listen_script_default_noise_and_plain_words(dg: DeepgramStandin) 
     assert all(f.speech_final for f in finals)
     assert finals[0].channel.alternatives[0].words[0].punctuated_word is None
     assert len([m for m in msgs if isinstance(m, ListenV1SpeechStarted)]) == 3
-    assert dg.requests()[0]["script_lines_used"] == ["I need to reschedule my appointment.",
-                                                    "I'd like to book an appointment."]
+    assert dg.requests()[0]["script_lines_used"] == [
+        "I need to reschedule my appointment.",
+        "I'd like to book an appointment.",
+    ]
 
 
 @pytest.mark.asyncio
@@ -363,18 +373,29 @@ async def test_speak_websocket_errors_and_first_byte_latency(dg: DeepgramStandin
 @pytest.mark.asyncio
 async def test_speak_rest(dg: DeepgramStandin) -> None:
     text = "Your appointment is confirmed."
-    chunks = [c async for c in dg.client.speak.v1.audio.generate(
-        text=text, model="aura-2-thalia-en", encoding="mulaw", sample_rate=8000, container="none")]
+    chunks = [
+        c
+        async for c in dg.client.speak.v1.audio.generate(
+            text=text, model="aura-2-thalia-en", encoding="mulaw", sample_rate=8000, container="none"
+        )
+    ]
     raw = b"".join(chunks)
     assert audio.decode_text(raw) == text and len(raw) % 160 == 0
-    wav = b"".join([c async for c in dg.client.speak.v1.audio.generate(
-        text=text, model="aura-2-thalia-en", encoding="mulaw", sample_rate=8000)])
+    wav = b"".join(
+        [
+            c
+            async for c in dg.client.speak.v1.audio.generate(
+                text=text, model="aura-2-thalia-en", encoding="mulaw", sample_rate=8000
+            )
+        ]
+    )
     assert wav[:4] == b"RIFF" and wav[8:12] == b"WAVE" and wav.endswith(raw)
 
     bad = async_client(dg.base_url, "nope")
     with pytest.raises(ApiError) as err:
-        async for _ in bad.speak.v1.audio.generate(text=text, model="aura-2-thalia-en", encoding="mulaw",
-                                                  sample_rate=8000, container="none"):
+        async for _ in bad.speak.v1.audio.generate(
+            text=text, model="aura-2-thalia-en", encoding="mulaw", sample_rate=8000, container="none"
+        ):
             pass
     assert err.value.status_code == 401
     assert err.value.body["err_code"] == "INVALID_AUTH"
@@ -389,6 +410,7 @@ def test_thread_mode_sync_sdk_and_http_control_api() -> None:
     server = DeepgramStandin()  # any non-empty key
     url = server.start_in_thread()
     try:
+
         async def control() -> None:
             async with aiohttp.ClientSession() as http:
                 r = await http.post(url + "/_standin/script", json={"tag": "t9", "lines": ["Cancel it please."]})

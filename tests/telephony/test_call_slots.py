@@ -18,7 +18,6 @@ from django.core.management import call_command
 from django.db import connection
 from django.test import Client
 from django_tenants.utils import schema_context
-
 from twilio.request_validator import RequestValidator
 
 from telephony import concurrency
@@ -58,9 +57,9 @@ def _platform(r: redis.Redis, settings: Any) -> set[str]:
     return {m.decode() for m in r.zrange(key, 0, -1)}
 
 
-def test_webhooks_that_never_stream_free_their_slots_within_seconds(make_persona: Any, alice: Persona,
-                                                                      twilio: Any, settings: Any,
-                                                                      own_slots: redis.Redis) -> None:
+def test_webhooks_that_never_stream_free_their_slots_within_seconds(
+    make_persona: Any, alice: Persona, twilio: Any, settings: Any, own_slots: redis.Redis
+) -> None:
     # Mallory knows her own Twilio token, so she can sign voice webhooks for calls that never
     # happen. Forty of them fill the platform...
     settings.PLATFORM_MAX_CONCURRENT_CALLS = 40
@@ -79,8 +78,9 @@ def test_webhooks_that_never_stream_free_their_slots_within_seconds(make_persona
     assert_stream(ring(alices)[0], alices)
 
 
-def test_one_account_cannot_take_the_whole_platform_pool(make_persona: Any, alice: Persona, twilio: Any,
-                                                          settings: Any) -> None:
+def test_one_account_cannot_take_the_whole_platform_pool(
+    make_persona: Any, alice: Persona, twilio: Any, settings: Any
+) -> None:
     settings.PLATFORM_MAX_CONCURRENT_CALLS = 4
     assert settings.PLATFORM_ACCOUNT_SHARE == 0.5  # the default: half the pool at most
     mallory = import_line(make_persona("Mallory", max_concurrent_calls=100), twilio)
@@ -92,19 +92,22 @@ def test_one_account_cannot_take_the_whole_platform_pool(make_persona: Any, alic
     assert "busy" in assert_say_and_hang_up(refused)
     call = row(mallory, params["CallSid"])
     assert (call.status, call.rejection_reason, call.end_reason) == (
-        Call.REJECTED, Call.CONCURRENT_CALL_LIMIT, concurrency.ACCOUNT_SHARE_FULL)
+        Call.REJECTED,
+        Call.CONCURRENT_CALL_LIMIT,
+        concurrency.ACCOUNT_SHARE_FULL,
+    )
     assert concurrency.active_calls(mallory.schema) == 2
 
     # The rest of the pool is there for everyone else.
     for _ in range(2):
         assert_stream(ring(alices)[0], alices)
     assert "busy" in assert_say_and_hang_up(ring(alices)[0])  # now the platform is full
-    assert [c.end_reason for c in calls_in(alices.schema) if c.status == Call.REJECTED] == [
-        concurrency.PLATFORM_FULL]
+    assert [c.end_reason for c in calls_in(alices.schema) if c.status == Call.REJECTED] == [concurrency.PLATFORM_FULL]
 
 
-def test_a_full_platform_refuses_calls_politely_and_records_why(line_pair: tuple[Line, Line], settings: Any,
-                                                                  own_slots: redis.Redis) -> None:
+def test_a_full_platform_refuses_calls_politely_and_records_why(
+    line_pair: tuple[Line, Line], settings: Any, own_slots: redis.Redis
+) -> None:
     """This process is the only web process here: its advertised capacity is the platform's."""
     settings.PROCESS_CALL_CAPACITY = 2
     settings.PLATFORM_ACCOUNT_SHARE = 1.0
@@ -116,7 +119,10 @@ def test_a_full_platform_refuses_calls_politely_and_records_why(line_pair: tuple
     assert "busy" in assert_say_and_hang_up(refused)
     call = row(first, params["CallSid"])
     assert (call.status, call.rejection_reason, call.end_reason) == (
-        Call.REJECTED, Call.CONCURRENT_CALL_LIMIT, concurrency.CAPACITY_FULL)
+        Call.REJECTED,
+        Call.CONCURRENT_CALL_LIMIT,
+        concurrency.CAPACITY_FULL,
+    )
     assert call.ended_at is not None
 
     # What the process advertises, for load balancers and the benchmark...
@@ -135,8 +141,9 @@ def upgrade_signature(line: Line) -> str:
     return RequestValidator(line.token).compute_signature(stream_url(), {})
 
 
-def test_a_stream_that_starts_after_its_lease_ran_out_must_win_a_slot_again(make_persona: Any, twilio: Any,
-                                                                           settings: Any) -> None:
+def test_a_stream_that_starts_after_its_lease_ran_out_must_win_a_slot_again(
+    make_persona: Any, twilio: Any, settings: Any
+) -> None:
     # Otherwise the holder of a stream token could wait out the short lease and stream anyway.
     settings.CALL_ADMISSION_LEASE_SECONDS = 0.5
     line = import_line(make_persona("Solo", max_concurrent_calls=1), twilio)

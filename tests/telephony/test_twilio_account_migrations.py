@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import base64
 import uuid
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
-from collections.abc import Iterator
 
 import pytest
 from cryptography.fernet import Fernet, MultiFernet

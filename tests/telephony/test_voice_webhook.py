@@ -10,8 +10,9 @@ from __future__ import annotations
 import time
 import uuid
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import urlencode
 
 import pytest
@@ -30,6 +31,7 @@ CALLER = "+447700900123"
 
 
 # --- helpers ---------------------------------------------------------------------------
+
 
 @dataclass
 class Line:
@@ -54,8 +56,16 @@ def import_line(persona: Persona, twilio: Any) -> Line:
     sid, token = twilio.add_account()
     e164 = unique_e164()
     twilio.add_number(sid, e164)
-    response = client.post("/v1/phone-numbers", {"phone_number": e164, "twilio_sid": sid, "twilio_token": token,
-                                                 "agent_id": agent_id, "customer_id": customer_id})
+    response = client.post(
+        "/v1/phone-numbers",
+        {
+            "phone_number": e164,
+            "twilio_sid": sid,
+            "twilio_token": token,
+            "agent_id": agent_id,
+            "customer_id": customer_id,
+        },
+    )
     assert response.status_code == 201, response.content
     connection.set_schema_to_public()  # the API left the connection in the account's schema
     return Line(persona, e164, sid, token, agent_id, customer_id)
@@ -72,14 +82,25 @@ def sign(path: str, params: dict[str, str], token: str) -> str:
 def post_twilio(path: str, params: dict[str, str], signature: str | None) -> Any:
     """POST as Twilio does: form-encoded, X-Twilio-Signature (unless None)."""
     headers = {} if signature is None else {"HTTP_X_TWILIO_SIGNATURE": signature}
-    return Client(HTTP_HOST="api.localhost").post(path, urlencode(params),
-                                                  content_type="application/x-www-form-urlencoded", **headers)
+    return Client(HTTP_HOST="api.localhost").post(
+        path, urlencode(params), content_type="application/x-www-form-urlencoded", **headers
+    )
 
 
 def inbound_params(line: Line, call_sid: str | None = None, caller: str = CALLER) -> dict[str, str]:
-    return {"CallSid": call_sid or new_call_sid(), "AccountSid": line.twilio_sid, "From": caller, "To": line.e164,
-            "Caller": caller, "Called": line.e164, "CallStatus": "ringing", "Direction": "inbound",
-            "ApiVersion": "2010-04-01", "FromCountry": "GB", "ToCountry": "GB"}
+    return {
+        "CallSid": call_sid or new_call_sid(),
+        "AccountSid": line.twilio_sid,
+        "From": caller,
+        "To": line.e164,
+        "Caller": caller,
+        "Called": line.e164,
+        "CallStatus": "ringing",
+        "Direction": "inbound",
+        "ApiVersion": "2010-04-01",
+        "FromCountry": "GB",
+        "ToCountry": "GB",
+    }
 
 
 def ring(line: Line, call_sid: str | None = None, caller: str = CALLER) -> tuple[Any, dict[str, str]]:
@@ -90,9 +111,13 @@ def ring(line: Line, call_sid: str | None = None, caller: str = CALLER) -> tuple
 
 def hang_up(line: Line, params: dict[str, str], duration: int = 5) -> None:
     """Twilio's signed `completed` status callback for a call: releases its lease."""
-    callback = {**{k: params[k] for k in ("CallSid", "AccountSid", "From", "To", "Direction", "ApiVersion")},
-                "CallStatus": "completed", "CallDuration": str(duration), "SequenceNumber": "0",
-                "CallbackSource": "call-progress-events"}
+    callback = {
+        **{k: params[k] for k in ("CallSid", "AccountSid", "From", "To", "Direction", "ApiVersion")},
+        "CallStatus": "completed",
+        "CallDuration": str(duration),
+        "SequenceNumber": "0",
+        "CallbackSource": "call-progress-events",
+    }
     response = post_twilio("/twilio/status", callback, sign("/twilio/status", callback, line.token))
     assert response.status_code == 204, response.content
 
@@ -136,6 +161,7 @@ def calls_in(schema: str) -> list[Call]:
 
 # --- fixtures --------------------------------------------------------------------------
 
+
 @pytest.fixture(autouse=True)
 def _release_leases() -> Iterator[None]:
     """Drop any lease a test leaves in Redis (only the call ids it added), so the
@@ -158,6 +184,7 @@ def line(alice: Persona, twilio: Any) -> Line:
 
 # --- tests -----------------------------------------------------------------------------
 
+
 def test_signed_inbound_call_connects_the_stream_and_records_the_call(line: Line, bob: Persona) -> None:
     response, params = ring(line)
     call_id = assert_stream(response, line)
@@ -179,15 +206,22 @@ def _tampered(params: dict[str, str], line: Line) -> str:
     return sign("/twilio/voice", {**params, "From": "+15005550006"}, line.token)
 
 
-@pytest.mark.parametrize("signature", [
-    pytest.param(lambda params, line: None, id="missing"),
-    pytest.param(lambda params, line: "", id="empty"),
-    pytest.param(lambda params, line: "bm90IGEgc2lnbmF0dXJl", id="garbage"),
-    pytest.param(_tampered, id="tampered-params"),
-    pytest.param(lambda params, line: RequestValidator(line.token).compute_signature(
-        "http://api.localhost/twilio/voice", params), id="signed-for-the-request-host"),
-    pytest.param(lambda params, line: sign("/twilio/status", params, line.token), id="signed-for-another-path"),
-])
+@pytest.mark.parametrize(
+    "signature",
+    [
+        pytest.param(lambda params, line: None, id="missing"),
+        pytest.param(lambda params, line: "", id="empty"),
+        pytest.param(lambda params, line: "bm90IGEgc2lnbmF0dXJl", id="garbage"),
+        pytest.param(_tampered, id="tampered-params"),
+        pytest.param(
+            lambda params, line: RequestValidator(line.token).compute_signature(
+                "http://api.localhost/twilio/voice", params
+            ),
+            id="signed-for-the-request-host",
+        ),
+        pytest.param(lambda params, line: sign("/twilio/status", params, line.token), id="signed-for-another-path"),
+    ],
+)
 def test_bad_or_missing_signature_is_403_and_writes_nothing(line: Line, signature: Any) -> None:
     params = inbound_params(line)
     response = post_twilio("/twilio/voice", params, signature(params, line))
@@ -272,8 +306,9 @@ def test_account_concurrency_limit_rejects_the_second_live_call(make_persona: An
     hang_up(line, third_params)
 
 
-def test_platform_concurrency_limit_rejects_another_accounts_call(alice: Persona, bob: Persona, twilio: Any,
-                                                                   settings: Any) -> None:
+def test_platform_concurrency_limit_rejects_another_accounts_call(
+    alice: Persona, bob: Persona, twilio: Any, settings: Any
+) -> None:
     r = redis.Redis.from_url(settings.REDIS_URL)
     platform = f"{settings.CALL_LEASE_PREFIX}:platform"
     r.zremrangebyscore(platform, "-inf", time.time())
@@ -287,8 +322,11 @@ def test_platform_concurrency_limit_rejects_another_accounts_call(alice: Persona
     refused, refused_params = ring(bobs)
     assert "busy" in assert_say_and_hang_up(refused)
     [call] = calls_in(bobs.schema)
-    assert (call.status, call.rejection_reason, call.end_reason) == (Call.REJECTED, "concurrent_call_limit",
-                                                                     "platform_limit")
+    assert (call.status, call.rejection_reason, call.end_reason) == (
+        Call.REJECTED,
+        "concurrent_call_limit",
+        "platform_limit",
+    )
     assert concurrency.active_calls(bobs.schema) == 0
 
     hang_up(alices, live_params)

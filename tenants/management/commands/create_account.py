@@ -20,10 +20,14 @@ class Command(BaseCommand):
             plan["max_concurrent_calls"] = options["max_concurrent_calls"]
         started = time.perf_counter()
         account, issued = create_account(name=options["name"], domain=options["domain"], **plan)
-        self.stdout.write(json.dumps({
-            "schema_name": account.schema_name,
-            "name": account.name,
-            "domain": options["domain"].lower(),
-            **issued.as_dict(),
-            "seconds": round(time.perf_counter() - started, 3),
-        }))
+        self.stdout.write(
+            json.dumps(
+                {
+                    "schema_name": account.schema_name,
+                    "name": account.name,
+                    "domain": options["domain"].lower(),
+                    **issued.as_dict(),
+                    "seconds": round(time.perf_counter() - started, 3),
+                }
+            )
+        )

@@ -5,8 +5,9 @@ from django.db import connection
 
 
 class Command(BaseCommand):
-    help = ("Migrate the public schema, the tenant template that new accounts are cloned "
-            "from, and every account's schema.")
+    help = (
+        "Migrate the public schema, the tenant template that new accounts are cloned from, and every account's schema."
+    )
 
     def handle(self, *args, **options) -> None:
         verbosity = options["verbosity"]
