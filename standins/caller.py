@@ -385,9 +385,8 @@ class SimulatedCall:
             if self._ws is not None and not self._ws.closed:
                 chunk += 1
                 await self._ws.send_str(
-                    '{"event":"media","sequenceNumber":"%d","streamSid":"%s","media":'
-                    '{"track":"inbound","chunk":"%d","timestamp":"%d","payload":"%s"}}'
-                    % (tick + 1, self._stream_sid, chunk, tick * 20, payload)
+                    f'{{"event":"media","sequenceNumber":"{tick + 1}","streamSid":"{self._stream_sid}","media":'
+                    f'{{"track":"inbound","chunk":"{chunk}","timestamp":"{tick * 20}","payload":"{payload}"}}}}'
                 )
             await self._play_one()
             delay = start + tick * FRAME - loop.time()

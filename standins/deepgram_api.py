@@ -68,6 +68,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import copy
 import hashlib
 import json
@@ -181,7 +182,7 @@ _STRIP = '.,!?;:"()[]{}¿¡…“”‘’'
 
 def _make_words(tokens: list[str], times: list[tuple[float, float]], punctuate: bool) -> list[dict[str, Any]]:
     out = []
-    for tok, (start, end) in zip(tokens, times):
+    for tok, (start, end) in zip(tokens, times, strict=True):
         bare = tok.strip(_STRIP).lower()
         if not bare:
             continue
@@ -216,10 +217,8 @@ class _IdleWatch:
         if self.handle is not None:
             self.handle.cancel()
         if self.task is not None:
-            try:
+            with contextlib.suppress(Exception):
                 await self.task
-            except Exception:
-                pass
 
 
 # --------------------------------------------------------------------------- listen
@@ -1070,10 +1069,8 @@ class DeepgramStandin(ThreadedServer):
             session.gen += 1
             session.jobs.put_nowait(None)
             session.worker.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await session.worker
-            except (asyncio.CancelledError, Exception):
-                pass
             rec["closed_at"] = time.time()
         return ws
 
@@ -1214,10 +1211,8 @@ def main(argv: list[str] | None = None) -> None:
         finally:
             await server.stop()
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run())
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

@@ -38,7 +38,9 @@ async def serve(
     ]
     print("stand-ins: twilio {}, deepgram {}, anthropic {}".format(*urls), flush=True)
     if ready_file:
-        await asyncio.to_thread(_write_ready_file, ready_file, dict(zip(("twilio", "deepgram", "anthropic"), urls)))
+        await asyncio.to_thread(
+            _write_ready_file, ready_file, dict(zip(("twilio", "deepgram", "anthropic"), urls, strict=True))
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -42,6 +42,7 @@ import asyncio
 import base64
 import binascii
 import collections
+import contextlib
 import copy
 import datetime as _dt
 import email.utils
@@ -173,7 +174,7 @@ def _decode_basic(header: str) -> tuple[str | None, str | None]:
 def _multidict_to_dict(md) -> dict[str, Any]:
     """Form/query params: a str per key, or a list when the key is repeated."""
     out: dict[str, Any] = {}
-    for key in md.keys():
+    for key in md:
         if key in out:
             continue
         values = md.getall(key)
@@ -484,9 +485,8 @@ class TwilioStandin:
             if unknown:
                 raise ValueError(f"unknown number fields: {sorted(unknown)}")
             for key, value in fields.items():
-                if key.endswith("_url") or key == "status_callback":
-                    if value and not _is_http_url(value):
-                        raise ValueError(f"{key} must be an http(s) URL, got {value!r}")
+                if (key.endswith("_url") or key == "status_callback") and value and not _is_http_url(value):
+                    raise ValueError(f"{key} must be an http(s) URL, got {value!r}")
                 if key == "capabilities":
                     value = {**resource["capabilities"], **value}
                 resource[key] = value
@@ -1563,10 +1563,8 @@ def main(argv: list[str] | None = None) -> None:
         finally:
             await standin.stop()
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run())
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

@@ -485,7 +485,8 @@ def platform_load() -> dict[str, Any]:
     capacities = r.hmget(_key("process-capacity"), alive) if alive else []
     lives = r.hmget(_key("process-live"), alive) if alive else []
     processes = [
-        {"process": p, "capacity": int(c or 0), "live": int(n or 0)} for p, c, n in zip(alive, capacities, lives)
+        {"process": p, "capacity": int(c or 0), "live": int(n or 0)}
+        for p, c, n in zip(alive, capacities, lives, strict=True)
     ]
     capacity = sum(int(c or 0) for c in capacities)
     return {

@@ -125,6 +125,9 @@ class Job(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
 
+    def __str__(self) -> str:
+        return f"{self.kind} {self.id} ({self.status})"
+
     @property
     def done(self) -> int:
         return self.succeeded + self.failed
@@ -153,6 +156,9 @@ class JobRow(models.Model):
     class Meta:
         ordering = ["index"]
         constraints = [models.UniqueConstraint(fields=["job", "index"], name="unique_job_row")]
+
+    def __str__(self) -> str:
+        return f"{self.job_id} row {self.index} ({self.status})"
 
 
 def _new_call_id() -> str:

@@ -359,10 +359,10 @@ def asgi_server(providers: Any) -> Iterator[str]:
         try:
             urllib.request.urlopen(f"{url}/health", timeout=1)
             break
-        except OSError:
+        except OSError as exc:
             if time.monotonic() > deadline or proc.poll() is not None:
                 proc.kill()
-                raise RuntimeError("uvicorn did not start")
+                raise RuntimeError("uvicorn did not start") from exc
             time.sleep(0.1)
     yield url
     proc.terminate()

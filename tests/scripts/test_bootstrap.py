@@ -39,7 +39,7 @@ print(json.dumps({"database": database, "data_directory": data_directory, "answe
 def _stop_embedded(data: Path) -> None:
     """Stop the servers the bootstrap started under `data` (they outlive it by design)."""
     pidfiles = [data / "pg" / "postmaster.pid", data / "redis" / "redis.pid"]
-    for pidfile, sig in zip(pidfiles, (signal.SIGINT, signal.SIGTERM)):  # SIGINT: PostgreSQL's fast stop
+    for pidfile, sig in zip(pidfiles, (signal.SIGINT, signal.SIGTERM), strict=True):  # SIGINT: PostgreSQL's fast stop
         try:
             pid = int(pidfile.read_text().split()[0])
             os.kill(pid, sig)

@@ -144,12 +144,12 @@ async def test_validation_and_auth_errors(ant: AnthropicStandin) -> None:
     assert err.value.type == "authentication_error"
     await bad.close()
     cases = [
-        dict(messages=[]),
-        dict(messages=[{"role": "assistant", "content": "hi"}]),
-        dict(messages=[{"role": "user", "content": ""}]),
-        dict(messages=[{"role": "user", "content": "x"}, {"role": "assistant", "content": "ok "}]),
-        dict(
-            messages=[
+        {"messages": []},
+        {"messages": [{"role": "assistant", "content": "hi"}]},
+        {"messages": [{"role": "user", "content": ""}]},
+        {"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "ok "}]},
+        {
+            "messages": [
                 {"role": "user", "content": "x"},
                 {
                     "role": "assistant",
@@ -157,11 +157,13 @@ async def test_validation_and_auth_errors(ant: AnthropicStandin) -> None:
                 },
                 {"role": "user", "content": "and?"},
             ]
-        ),
-        dict(
-            messages=[{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_9", "content": "x"}]}]
-        ),
-        dict(messages=user("x"), tools=[{"name": "bad name!", "input_schema": {"type": "object"}}]),
+        },
+        {
+            "messages": [
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_9", "content": "x"}]}
+            ]
+        },
+        {"messages": user("x"), "tools": [{"name": "bad name!", "input_schema": {"type": "object"}}]},
     ]
     for kw in cases:
         with pytest.raises(anthropic.BadRequestError) as err:

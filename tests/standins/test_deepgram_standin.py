@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import time
 import warnings
@@ -38,17 +39,17 @@ from standins import audio
 from standins.deepgram_api import DeepgramStandin
 
 KEY = "dg-test-key"
-TELEPHONY = dict(
-    model="nova-3",
-    encoding="mulaw",
-    sample_rate=8000,
-    channels=1,
-    interim_results="true",
-    endpointing=300,
-    utterance_end_ms=1000,
-    vad_events="true",
-    smart_format="true",
-)
+TELEPHONY = {
+    "model": "nova-3",
+    "encoding": "mulaw",
+    "sample_rate": 8000,
+    "channels": 1,
+    "interim_results": "true",
+    "endpointing": 300,
+    "utterance_end_ms": 1000,
+    "vad_events": "true",
+    "smart_format": "true",
+}
 TEXT = "Hello there, I'd like to book a cleaning for Tuesday."
 
 
@@ -216,7 +217,7 @@ async def test_listen_script_default_noise_and_plain_words(dg: DeepgramStandin) 
 @pytest.mark.asyncio
 async def test_listen_finalize_long_speech_and_silence_results(dg: DeepgramStandin) -> None:
     dg.configure(max_segment_ms=4000, silence_results_ms=1000)
-    long_text = " ".join(["word%d" % i for i in range(60)])  # ~25 s of speech at 65 ms/char
+    long_text = " ".join([f"word{i}" for i in range(60)])  # ~25 s of speech at 65 ms/char
     async with dg.client.listen.v1.connect(**TELEPHONY) as conn:
         await conn.send_media(b"".join(audio.silence_frames(2100)))
         await conn.send_media(b"".join(audio.encode_text_frames(long_text)))
@@ -230,7 +231,7 @@ async def test_listen_finalize_long_speech_and_silence_results(dg: DeepgramStand
     assert speech[-1].from_finalize is True
     assert " ".join(f.channel.alternatives[0].transcript for f in speech) == long_text
     # non-overlapping windows: each final starts where the previous one ended
-    for a, b in zip(finals, finals[1:]):
+    for a, b in itertools.pairwise(finals):
         assert abs(a.start + a.duration - b.start) < 1e-6
     assert dg.requests()[0]["control"] == {"Finalize": 1}
 

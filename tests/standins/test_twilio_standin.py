@@ -375,14 +375,17 @@ def test_calls_create_update_and_control_api(standin, account):
 def test_calls_validation(standin, account):
     _, _, _, client = account
     cases = [
-        (dict(to="5551234", from_="+14155550101", url="https://a.example.com/v"), 21211),
-        (dict(to="+14155559999", from_="+14155557777", url="https://a.example.com/v"), 21210),
-        (dict(to="+14155559999", from_="+14155550101"), 21205),
-        (dict(to="+14155559999", from_="+14155550101", url="javascript:alert(1)"), 21205),
+        ({"to": "5551234", "from_": "+14155550101", "url": "https://a.example.com/v"}, 21211),
+        ({"to": "+14155559999", "from_": "+14155557777", "url": "https://a.example.com/v"}, 21210),
+        ({"to": "+14155559999", "from_": "+14155550101"}, 21205),
+        ({"to": "+14155559999", "from_": "+14155550101", "url": "javascript:alert(1)"}, 21205),
         (
-            dict(
-                to="+14155559999", from_="+14155550101", url="https://a.example.com/v", status_callback_event=["bogus"]
-            ),
+            {
+                "to": "+14155559999",
+                "from_": "+14155550101",
+                "url": "https://a.example.com/v",
+                "status_callback_event": ["bogus"],
+            },
             20001,
         ),
     ]

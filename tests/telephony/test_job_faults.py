@@ -12,7 +12,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime
 from typing import Any
 
@@ -79,10 +79,8 @@ def _queued_messages(job_id: str) -> int:
 def _kill_worker(worker: subprocess.Popen) -> None:
     """kill -9 a worker and its pool processes."""
     for pid in [worker.pid, *_children_of(worker.pid)]:
-        try:
+        with suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     worker.wait()
 
 

@@ -329,7 +329,7 @@ def test_delete_clears_webhooks_keeps_the_number_in_twilio(alice: Persona, setup
     resource = twilio.get_number(setup["e164"])
     assert resource is not None  # never released
     assert not resource["voice_url"] and not resource["sms_url"] and not resource["status_callback"]
-    assert not [r for r in twilio.requests(method="DELETE")]
+    assert not list(twilio.requests(method="DELETE"))
     assert not NumberRoute.objects.filter(phone_number=setup["e164"]).exists()
     assert_error(client.get(f"/v1/phone-numbers/{setup['e164']}"), 404, "not_found", "phone_number_not_found")
     # And it can be imported again, onto another agent.
