@@ -32,7 +32,8 @@ def summarize_transcript(
     text = anthropic_client.complete_json(model=model, system=SYSTEM, prompt=prompt)
     data = _parse_json(text)
     summary = str(data.get("summary") or "").strip() or text.strip()[:500]
-    raw = data.get("extraction") if isinstance(data.get("extraction"), dict) else data
+    extraction_field = data.get("extraction")
+    raw = extraction_field if isinstance(extraction_field, dict) else data
     extraction = {name: raw.get(name) for name in fields}
     return summary, extraction
 

@@ -201,7 +201,7 @@ def to_api_error(exc: Exception) -> ApiError:
     if isinstance(exc, ApiError):
         return exc
     if isinstance(exc, drf_exceptions.Throttled):
-        wait = max(1, round(exc.wait or 1))
+        wait = max(1, round(exc.wait or 1))  # type: ignore[attr-defined]  # DRF sets Throttled.wait; its stubs omit it
         return ApiError(
             "rate_limit_exceeded", details={"retry_after_seconds": wait}, headers={"Retry-After": str(wait)}
         )

@@ -438,6 +438,7 @@ class SimulatedCall:
 
     async def _say(self, utterance: Utterance) -> None:
         if utterance.dtmf:
+            assert self._ws is not None, "a caller speaks only once the media stream is open"
             for digit in utterance.dtmf:
                 await self._ws.send_str(
                     json.dumps(
@@ -462,6 +463,7 @@ class SimulatedCall:
     async def _watch_call(self) -> None:
         """The agent hangs up or transfers through Twilio's REST API: the call ends."""
         deadline = self.now() + self.max_seconds
+        assert self._session is not None, "watched only while run() holds the session"
         while not self._closed.is_set():
             await asyncio.sleep(0.1)
             if self.now() > deadline:

@@ -234,7 +234,7 @@ class _ListenSession:
         rec: dict[str, Any],
         q: dict[str, str],
         cfg: dict[str, Any],
-        transport: asyncio.BaseTransport | None,
+        transport: asyncio.Transport | None,
     ):
         self.server = server
         self.ws = ws
@@ -263,7 +263,7 @@ class _ListenSession:
             self.endpoint_s = max(0.0, float(ep)) / 1000.0
         self.interim = _bool(q.get("interim_results"))
         ue = q.get("utterance_end_ms")
-        self.ue_s: float | None = float(ue) / 1000.0 if ue not in (None, "") else None
+        self.ue_s: float | None = float(ue) / 1000.0 if ue else None  # absent or empty: off
         self.vad_events = _bool(q.get("vad_events"))
         self.punctuate = _bool(q.get("smart_format")) or _bool(q.get("punctuate"))
         self.tag = rec.get("tag")
@@ -557,7 +557,7 @@ class _SpeakSession:
         model: str,
         encoding: str,
         cfg: dict[str, Any],
-        transport: asyncio.BaseTransport | None,
+        transport: asyncio.Transport | None,
     ):
         self.server = server
         self.ws = ws

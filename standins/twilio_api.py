@@ -58,6 +58,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from aiohttp import web
+from multidict import MultiMapping
 
 __all__ = [
     "TwilioStandin",
@@ -171,7 +172,7 @@ def _decode_basic(header: str) -> tuple[str | None, str | None]:
     return (user, password) if sep else (None, None)
 
 
-def _multidict_to_dict(md) -> dict[str, Any]:
+def _multidict_to_dict(md: MultiMapping[Any]) -> dict[str, Any]:
     """Form/query params: a str per key, or a list when the key is repeated."""
     out: dict[str, Any] = {}
     for key in md:
@@ -185,7 +186,7 @@ def _multidict_to_dict(md) -> dict[str, Any]:
 class TwilioApiError(Exception):
     """An error answered in Twilio's shape."""
 
-    def __init__(self, status: int, code: int | None, message: str, headers=None):
+    def __init__(self, status: int, code: int | None, message: str, headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status = status
         self.code = code
@@ -597,7 +598,7 @@ class TwilioStandin:
             sid = make_sid("CA")
             now = _rfc2822()
             base = f"{API_PREFIX}/Accounts/{account_sid}/Calls/{sid}"
-            resource = {
+            resource: dict[str, Any] = {
                 "account_sid": account_sid,
                 "annotation": None,
                 "answered_by": None,
@@ -786,7 +787,8 @@ class TwilioStandin:
             with self._lock:
                 account = self._accounts.get(auth_sid or "")
                 if (
-                    account is None
+                    auth_sid is None  # no credentials: `account` is None too; said again for the type checker
+                    or account is None
                     or not auth_token
                     or not secrets.compare_digest(account["token"].encode(), auth_token.encode())
                     or (url_account is not None and url_account != auth_sid)
@@ -1037,7 +1039,8 @@ class TwilioStandin:
                 if value and not re.fullmatch(prefix + _SID_HEX, value):
                     raise _bad(20001, f"Invalid value for '{key}': {value!r}")
             elif key == "VoiceCallerIdLookup":
-                value = _bool(form, key)
+                changes[_camel_to_snake(key)] = _bool(form, key)
+                continue
             elif key == "ApiVersion":
                 if value not in ("2010-04-01", "2008-08-01"):
                     raise _bad(20001, f"Invalid value for 'ApiVersion': {value!r}")
@@ -1048,7 +1051,7 @@ class TwilioStandin:
                 if value not in ("Active", "Inactive"):
                     raise _bad(20001, f"Invalid value for 'EmergencyStatus': {value!r}")
             elif key == "FriendlyName":
-                if len(value) > 64:
+                if len(value or "") > 64:  # the key is in the form: never None
                     raise _bad(20002, "Invalid FriendlyName: at most 64 characters")
             elif key == "AccountSid":
                 if value != number["account_sid"]:

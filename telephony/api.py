@@ -10,7 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from nixflex.api import render
+from nixflex.api import render, request_account, request_api_key
 from nixflex.openapi import api_errors
 from nixflex.pagination import list_of, paginate
 from telephony import selectors, tasks
@@ -79,7 +79,7 @@ class PhoneNumberListApi(APIView):
         data = PhoneNumberImportInput(data=request.data)
         data.is_valid(raise_exception=True)
         number = numbers.import_number(
-            account=request.user.account, api_key_id=request.auth.key_id, **data.validated_data
+            account=request_account(request), api_key_id=request_api_key(request).key_id, **data.validated_data
         )
         return Response(PhoneNumberOutput(number).data, status=201)
 
@@ -108,7 +108,7 @@ class PhoneNumberDetailApi(APIView):
         query = PhoneNumberDeleteQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
         removal = numbers.delete_number(
-            account=request.user.account, number=numbers.get_number(e164), force=query.validated_data["force"]
+            account=request_account(request), number=numbers.get_number(e164), force=query.validated_data["force"]
         )
         return Response(PhoneNumberDeletedOutput(removal).data)
 
@@ -126,7 +126,7 @@ class PhoneNumberBulkApi(APIView):
         data = BulkImportInput(data=request.data)
         data.is_valid(raise_exception=True)
         job = jobs.create_bulk_import(
-            api_key_id=request.auth.key_id,
+            api_key_id=request_api_key(request).key_id,
             rows=data.validated_data["numbers"],
             enqueue=lambda job: tasks.bulk_import_numbers.delay(job.id),
         )

@@ -46,6 +46,7 @@ from nixflex.errors import ApiError, to_api_error
 from telephony.models import Job, JobRow, PhoneNumber
 from telephony.serializers import JobDetailOutput, JobOutput, PhoneNumberImportInput, PhoneNumberOutput
 from telephony.services.numbers import import_number
+from tenants.db import tenant_connection
 from tenants.models import Account, NumberRoute
 
 logger = logging.getLogger(__name__)
@@ -101,7 +102,7 @@ def dispatch_waiting_jobs(enqueue: Enqueue) -> list[Job]:
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute(
-                "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [_QUEUE_LOCK_CLASS, connection.schema_name]
+                "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [_QUEUE_LOCK_CLASS, tenant_connection().schema_name]
             )
         holding = Job.objects.filter(status__in=Job.UNFINISHED, dispatched_at__isnull=False).count()
         free = settings.JOB_MAX_ACTIVE_PER_ACCOUNT - holding
@@ -140,7 +141,7 @@ def _send(job: Job, enqueue: Enqueue) -> None:
 
 
 def _runner_lock_key(job_id: str) -> str:
-    return f"{connection.schema_name}:{job_id}"
+    return f"{tenant_connection().schema_name}:{job_id}"
 
 
 def _try_runner_lock(job_id: str) -> bool:
@@ -305,7 +306,7 @@ def _run_rows(account: Account, job: Job, rows: list[JobRow]) -> None:
             return limits[twilio_sid]
 
     def work(row: JobRow) -> None:
-        connection.set_tenant(account)
+        tenant_connection().set_tenant(account)
         try:
             with limit_for(str(row.params.get("twilio_sid"))):
                 _run_row(account, job, row)

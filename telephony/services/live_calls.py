@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
@@ -95,7 +96,7 @@ def open_live_call(*, schema_name: str, call_id: str, signature: str) -> LiveCal
 def _earlier_calls(call: Call) -> list[Call]:
     """The caller's earlier calls with the same end-customer (one clinic), or with the same
     number when it serves no customer: never another clinic's calls of the account."""
-    scope = (
+    scope: dict[str, Any] = (
         {"customer_id": call.customer_id}
         if call.customer_id
         else {"phone_number_id": call.phone_number_id, "customer__isnull": True}
