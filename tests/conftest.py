@@ -24,9 +24,10 @@ import psycopg
 import pytest
 from django.conf import settings
 from django.core.management import call_command
-from django.db import connection, connections
+from django.db import connections
 from django.test import Client
 
+from tenants.db import tenant_connection
 from tenants.models import Account
 from tenants.services import IssuedKey, create_account
 
@@ -80,9 +81,9 @@ def _real_database(django_db_setup: None, django_db_blocker: Any) -> Iterator[No
 
 @pytest.fixture(autouse=True)
 def _public_schema_between_tests() -> Iterator[None]:
-    connection.set_schema_to_public()
+    tenant_connection().set_schema_to_public()
     yield
-    connection.set_schema_to_public()
+    tenant_connection().set_schema_to_public()
 
 
 _seq = itertools.count(1)
@@ -110,7 +111,7 @@ class ApiClient:
         self.client = Client(HTTP_HOST=host)
         self.authorization = authorization
 
-    def _headers(self) -> dict[str, str]:
+    def _headers(self) -> dict[str, Any]:  # Client's **extra: WSGI environ entries
         return {"HTTP_AUTHORIZATION": self.authorization} if self.authorization else {}
 
     def get(self, path: str, params: dict[str, Any] | None = None) -> Any:
@@ -136,7 +137,7 @@ def make_persona() -> Callable[..., Persona]:
         n = next(_seq)
         domain = f"{name.lower().replace(' ', '-')}-{n}-{uuid.uuid4().hex[:6]}.localhost"
         account, key = create_account(name=f"{name} {n}", domain=domain, **plan)
-        connection.set_schema_to_public()
+        tenant_connection().set_schema_to_public()
         return Persona(account=account, key=key)
 
     return make

@@ -9,12 +9,12 @@ import pytest
 import redis
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
-from django.db import connection
 from django_tenants.utils import schema_context
 
 from nixflex.asgi import application
 from nixflex.celery import MissingTenantError
 from nixflex.tasks import worker_ping
+from tenants.db import tenant_connection
 from tests.conftest import wait_for
 
 
@@ -43,7 +43,7 @@ def test_task_runs_in_the_schema_it_was_queued_in(celery_worker, alice, bob) -> 
 
 
 def test_task_without_a_tenant_fails_loudly() -> None:
-    connection.set_schema_to_public()
+    tenant_connection().set_schema_to_public()
     with pytest.raises(MissingTenantError):
         worker_ping.apply(args=[uuid.uuid4().hex], throw=True)
 

@@ -10,12 +10,11 @@ import time
 import uuid
 from collections.abc import Iterator
 from io import StringIO
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis
 from django.core.management import call_command
-from django.db import connection
 from django.test import Client
 from django_tenants.utils import schema_context
 from twilio.request_validator import RequestValidator
@@ -24,6 +23,7 @@ from telephony import concurrency
 from telephony.models import Call
 from telephony.services import live_calls
 from telephony.services.calls import stream_url
+from tenants.db import tenant_connection
 from tests.conftest import Persona, wait_for
 from tests.telephony.test_status_callbacks import callback, row
 from tests.telephony.test_voice_webhook import (
@@ -54,7 +54,8 @@ def own_slots(settings: Any) -> Iterator[redis.Redis]:
 def _platform(r: redis.Redis, settings: Any) -> set[str]:
     key = f"{settings.CALL_LEASE_PREFIX}:platform"
     r.zremrangebyscore(key, "-inf", time.time())
-    return {m.decode() for m in r.zrange(key, 0, -1)}
+    members = cast("list[bytes]", r.zrange(key, 0, -1))  # without withscores: the members, undecoded
+    return {m.decode() for m in members}
 
 
 def test_webhooks_that_never_stream_free_their_slots_within_seconds(
@@ -152,11 +153,11 @@ def test_a_stream_that_starts_after_its_lease_ran_out_must_win_a_slot_again(
     now = assert_stream(ring(line)[0], line)  # the late call's slot went to another call
     with pytest.raises(live_calls.StreamRefused, match="no call slot"):
         live_calls.open_live_call(schema_name=line.schema, call_id=late, signature=upgrade_signature(line))
-    connection.set_schema_to_public()
+    tenant_connection().set_schema_to_public()
 
     # The call that holds the slot streams; its lease is now the long, renewed one.
     live = live_calls.open_live_call(schema_name=line.schema, call_id=now, signature=upgrade_signature(line))
-    connection.set_schema_to_public()
+    tenant_connection().set_schema_to_public()
     assert live.setup.call_id == now and concurrency.live_calls_here() >= 1
     r = redis.Redis.from_url(settings.REDIS_URL)
     expiry = r.zscore(f"{settings.CALL_LEASE_PREFIX}:account:{line.schema}", now)

@@ -14,6 +14,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import redis
@@ -240,7 +241,7 @@ def test_one_accounts_backlog_does_not_hold_up_another_account(celery_worker, ma
         busy_jobs = [_post_job(busy, [row]) for row in busy_rows]
         other_job = _post_job(other, other_rows)
         for job_id in busy_jobs:
-            assert wait_for(lambda job_id=job_id: _ended(busy, job_id), timeout=120)["status"] == "completed"
+            assert wait_for(partial(_ended, busy, job_id), timeout=120)["status"] == "completed"
         assert wait_for(lambda: _ended(other, other_job), timeout=60)["status"] == "completed"
     finally:
         _stop(extra)

@@ -156,7 +156,7 @@ def test_a_socket_that_never_sends_start_is_closed(asgi_server) -> None:
             assert message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED), message
             return time.monotonic() - started, ws.close_code
 
-    async def both() -> list[tuple[float, int | None]]:
+    async def both() -> tuple[tuple[float, int | None], tuple[float, int | None]]:
         return await asyncio.gather(without_start(False), without_start(True))
 
     for elapsed, code in asyncio.run(both()):

@@ -10,13 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from django.db import connection
 from django.forms.models import model_to_dict
 from django_tenants.utils import schema_context
 from twilio.request_validator import RequestValidator
 
 from telephony import concurrency
 from telephony.models import Call, PhoneNumber
+from tenants.db import tenant_connection
 from tests.conftest import Persona, unique_e164
 from tests.telephony.test_voice_webhook import (  # noqa: F401  (_release_leases is an autouse fixture)
     Line,
@@ -219,7 +219,7 @@ def test_outbound_call_is_found_through_its_from_number(line: Line) -> None:
             agent_id=line.agent_id,
             status=Call.QUEUED,
         )
-    connection.set_schema_to_public()
+    tenant_connection().set_schema_to_public()
     params = {
         "CallSid": outbound.twilio_call_sid,
         "From": line.e164,

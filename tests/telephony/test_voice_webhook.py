@@ -12,19 +12,19 @@ import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlencode
 
 import pytest
 import redis
 from django.conf import settings
-from django.db import connection
 from django.test import Client
 from django_tenants.utils import schema_context
 from twilio.request_validator import RequestValidator
 
 from telephony import concurrency, stream_tokens
 from telephony.models import Call
+from tenants.db import tenant_connection
 from tests.conftest import Persona, unique_e164
 
 CALLER = "+447700900123"
@@ -67,7 +67,7 @@ def import_line(persona: Persona, twilio: Any) -> Line:
         },
     )
     assert response.status_code == 201, response.content
-    connection.set_schema_to_public()  # the API left the connection in the account's schema
+    tenant_connection().set_schema_to_public()  # the API left the connection in the account's schema
     return Line(persona, e164, sid, token, agent_id, customer_id)
 
 
@@ -81,7 +81,7 @@ def sign(path: str, params: dict[str, str], token: str) -> str:
 
 def post_twilio(path: str, params: dict[str, str], signature: str | None) -> Any:
     """POST as Twilio does: form-encoded, X-Twilio-Signature (unless None)."""
-    headers = {} if signature is None else {"HTTP_X_TWILIO_SIGNATURE": signature}
+    headers: dict[str, Any] = {} if signature is None else {"HTTP_X_TWILIO_SIGNATURE": signature}
     return Client(HTTP_HOST="api.localhost").post(
         path, urlencode(params), content_type="application/x-www-form-urlencoded", **headers
     )
@@ -138,7 +138,7 @@ def assert_stream(response: Any, line: Line) -> str:
     assert len(streams) == 1
     url = streams[0].get("url")
     assert url == "wss://voice.example.test/media" and "?" not in url
-    parameters = {p.get("name"): p.get("value") for p in streams[0].findall("Parameter")}
+    parameters = {p.get("name", ""): p.get("value", "") for p in streams[0].findall("Parameter")}
     assert set(parameters) == {"call_id", "token"} and all(parameters.values())
     # The token is ours, for this call, and names the account's schema.
     grant = stream_tokens.verify(parameters["token"], call_id=parameters["call_id"])
@@ -149,9 +149,10 @@ def assert_stream(response: Any, line: Line) -> str:
 def assert_say_and_hang_up(response: Any) -> str:
     root = parse_twiml(response)
     assert [child.tag for child in root] == ["Say", "Hangup"]
-    assert root.find("Say").text
+    say = root.find("Say")
+    assert say is not None and say.text
     assert root.find("Connect") is None
-    return root.find("Say").text
+    return say.text
 
 
 def calls_in(schema: str) -> list[Call]:
@@ -162,15 +163,20 @@ def calls_in(schema: str) -> list[Call]:
 # --- fixtures --------------------------------------------------------------------------
 
 
+def _members(r: redis.Redis, key: str) -> list[bytes]:
+    # Without withscores, ZRANGE answers the members (bytes: the client does not decode).
+    return cast("list[bytes]", r.zrange(key, 0, -1))
+
+
 @pytest.fixture(autouse=True)
 def _release_leases() -> Iterator[None]:
     """Drop any lease a test leaves in Redis (only the call ids it added), so the
     platform-wide count other tests see is unchanged."""
     r = redis.Redis.from_url(settings.REDIS_URL)
     platform = f"{settings.CALL_LEASE_PREFIX}:platform"
-    before = set(r.zrange(platform, 0, -1))
+    before = set(_members(r, platform))
     yield
-    added = set(r.zrange(platform, 0, -1)) - before
+    added = set(_members(r, platform)) - before
     if added:
         r.zrem(platform, *added)
         for key in r.scan_iter(f"{settings.CALL_LEASE_PREFIX}:account:*"):
@@ -193,7 +199,7 @@ def test_signed_inbound_call_connects_the_stream_and_records_the_call(line: Line
     assert (call.status, call.direction) == (Call.RINGING, Call.INBOUND)
     assert (call.from_number, call.to_number) == (CALLER, line.e164)
     assert (call.agent_id, call.customer_id) == (line.agent_id, line.customer_id)
-    assert call.phone_number.phone_number == line.e164
+    assert call.phone_number is not None and call.phone_number.phone_number == line.e164
     assert call.rejection_reason == "" and call.ended_at is None
     assert concurrency.active_calls(line.schema) == 1
     assert calls_in(bob.account.schema_name) == []  # written in the number's account only
@@ -284,9 +290,9 @@ def test_account_concurrency_limit_rejects_the_second_live_call(make_persona: An
 
     second, second_params = ring(line, caller="+447700900002")
     assert "busy" in assert_say_and_hang_up(second)
-    rejected = [c for c in calls_in(line.schema) if c.id != first_id]
-    assert len(rejected) == 1
-    rejected = rejected[0]
+    others = [c for c in calls_in(line.schema) if c.id != first_id]
+    assert len(others) == 1
+    rejected = others[0]
     assert rejected.twilio_call_sid == second_params["CallSid"]
     assert (rejected.status, rejected.rejection_reason) == (Call.REJECTED, "concurrent_call_limit")
     assert rejected.end_reason == "account_limit" and rejected.ended_at is not None
