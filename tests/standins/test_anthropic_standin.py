@@ -5,17 +5,20 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import AsyncIterator
+from typing import Any, cast
 
 import aiohttp
 import anthropic
 import pytest
 import pytest_asyncio
+from anthropic.types import ContentBlockParam, Message, MessageParam, TextBlock, ToolParam
 
 from standins.anthropic_api import AnthropicStandin
 
 KEY = "test-anthropic-key"
 MODEL = "claude-sonnet-4-6"  # the SDK warns (DeprecationWarning) for claude-sonnet-4-5
-TOOLS = [
+TOOLS: list[ToolParam] = [
     {
         "name": "end_call",
         "description": "Hang up once the caller is done.",
@@ -24,24 +27,38 @@ TOOLS = [
 ]
 
 
+class StartedStandin(AnthropicStandin):
+    """The fixture's stand-in: started (so `base_url` is set), with an SDK client pointed at it."""
+
+    base_url: str
+    client: anthropic.AsyncAnthropic
+
+
 @pytest_asyncio.fixture
-async def ant():
-    server = AnthropicStandin(api_key=KEY)
+async def ant() -> AsyncIterator[StartedStandin]:
+    server = StartedStandin(api_key=KEY)
     url = await server.start()
-    server.client = anthropic.AsyncAnthropic(api_key=KEY, base_url=url, max_retries=0)  # type: ignore[attr-defined]
+    server.client = anthropic.AsyncAnthropic(api_key=KEY, base_url=url, max_retries=0)
     try:
         yield server
     finally:
-        await server.client.close()  # type: ignore[attr-defined]
+        await server.client.close()
         await server.stop()
 
 
-def user(text: str) -> list:
+def user(text: str) -> list[MessageParam]:
     return [{"role": "user", "content": text}]
 
 
+def first_text(message: Message) -> str:
+    """The text of a reply's first block (a text block in every reply checked here)."""
+    block = message.content[0]
+    assert isinstance(block, TextBlock), block
+    return block.text
+
+
 @pytest.mark.asyncio
-async def test_streaming_text_default_reply(ant: AnthropicStandin) -> None:
+async def test_streaming_text_default_reply(ant: StartedStandin) -> None:
     async with ant.client.messages.stream(
         model=MODEL, max_tokens=300, system="You are Nixflex.", messages=user("I'd like to book a cleaning.")
     ) as stream:
@@ -49,13 +66,13 @@ async def test_streaming_text_default_reply(ant: AnthropicStandin) -> None:
         final = await stream.get_final_message()
     expected = "Thanks! You said: I'd like to book a cleaning. Is there anything else?"
     assert "".join(pieces) == expected and len(pieces) == len(expected.split())
-    assert final.content[0].text == expected
+    assert first_text(final) == expected
     assert final.stop_reason == "end_turn" and final.usage.output_tokens == len(pieces)
     assert final.usage.input_tokens > 0 and final.id.startswith("msg_")
 
 
 @pytest.mark.asyncio
-async def test_raw_event_order(ant: AnthropicStandin) -> None:
+async def test_raw_event_order(ant: StartedStandin) -> None:
     stream = await ant.client.messages.create(model=MODEL, max_tokens=50, stream=True, messages=user("hi"))
     types = [e.type async for e in stream]
     assert types[0] == "message_start" and types[1] == "content_block_start"
@@ -80,7 +97,7 @@ async def test_raw_event_order(ant: AnthropicStandin) -> None:
 
 
 @pytest.mark.asyncio
-async def test_tool_use_streaming_and_tool_result(ant: AnthropicStandin) -> None:
+async def test_tool_use_streaming_and_tool_result(ant: StartedStandin) -> None:
     ant.set_script(
         [
             {
@@ -100,17 +117,17 @@ async def test_tool_use_streaming_and_tool_result(ant: AnthropicStandin) -> None
     assert tool.type == "tool_use" and tool.name == "end_call" and tool.input == {"reason": "caller said goodbye"}
 
     # answering the tool: a short text, the tool rule does not fire again
-    follow = msgs + [
-        {
-            "role": "assistant",
-            "content": [
-                b.model_dump(exclude_none=True, include={"type", "text", "id", "name", "input"}) for b in final.content
-            ],
-        },
+    # The reply goes back as the assistant turn: its blocks dumped to the wire dicts the params describe.
+    echoed = cast(
+        "list[ContentBlockParam]",
+        [b.model_dump(exclude_none=True, include={"type", "text", "id", "name", "input"}) for b in final.content],
+    )
+    follow: list[MessageParam] = msgs + [
+        {"role": "assistant", "content": echoed},
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": tool.id, "content": "ended"}]},
     ]
     reply = await ant.client.messages.create(model=MODEL, max_tokens=100, tools=TOOLS, messages=follow)
-    assert reply.content[0].text == "Okay, that's done." and reply.stop_reason == "end_turn"
+    assert first_text(reply) == "Okay, that's done." and reply.stop_reason == "end_turn"
 
     # a tool the request does not declare is never called
     async with ant.client.messages.stream(model=MODEL, max_tokens=300, messages=user("bye")) as stream:
@@ -120,30 +137,30 @@ async def test_tool_use_streaming_and_tool_result(ant: AnthropicStandin) -> None
 
 
 @pytest.mark.asyncio
-async def test_non_streaming_and_json_default(ant: AnthropicStandin) -> None:
+async def test_non_streaming_and_json_default(ant: StartedStandin) -> None:
     msg = await ant.client.messages.create(model="claude-haiku-4-5", max_tokens=100, messages=user("Hello?"))
-    assert msg.content[0].text == "Thanks! You said: Hello. Is there anything else?"
+    assert first_text(msg) == "Thanks! You said: Hello. Is there anything else?"
     summary = await ant.client.messages.create(
         model="claude-haiku-4-5",
         max_tokens=400,
         system="Summarize this call. Reply with JSON only.",
         messages=user("Caller: hi, this is Bob, I need a filling.\nAgent: sure."),
     )
-    data = json.loads(summary.content[0].text)
+    data = json.loads(first_text(summary))
     assert set(data) == {"summary", "caller_name", "intent", "follow_up"} and "filling" in data["summary"]
     # max_tokens truncates
     short = await ant.client.messages.create(model=MODEL, max_tokens=3, messages=user("tell me everything"))
-    assert short.stop_reason == "max_tokens" and short.content[0].text == "Thanks! You said:"
+    assert short.stop_reason == "max_tokens" and first_text(short) == "Thanks! You said:"
 
 
 @pytest.mark.asyncio
-async def test_validation_and_auth_errors(ant: AnthropicStandin) -> None:
+async def test_validation_and_auth_errors(ant: StartedStandin) -> None:
     bad = anthropic.AsyncAnthropic(api_key="wrong", base_url=ant.base_url, max_retries=0)
     with pytest.raises(anthropic.AuthenticationError) as err:
         await bad.messages.create(model=MODEL, max_tokens=10, messages=user("x"))
     assert err.value.type == "authentication_error"
     await bad.close()
-    cases = [
+    cases: list[dict[str, Any]] = [
         {"messages": []},
         {"messages": [{"role": "assistant", "content": "hi"}]},
         {"messages": [{"role": "user", "content": ""}]},
@@ -166,14 +183,14 @@ async def test_validation_and_auth_errors(ant: AnthropicStandin) -> None:
         {"messages": user("x"), "tools": [{"name": "bad name!", "input_schema": {"type": "object"}}]},
     ]
     for kw in cases:
-        with pytest.raises(anthropic.BadRequestError) as err:
+        with pytest.raises(anthropic.BadRequestError) as rejected:
             await ant.client.messages.create(model=MODEL, max_tokens=10, **kw)
-        assert err.value.type == "invalid_request_error", kw
+        assert rejected.value.type == "invalid_request_error", kw
     with pytest.raises(anthropic.NotFoundError):
         await ant.client.messages.create(model="gpt-4o", max_tokens=10, messages=user("x"))
     # consecutive user turns are merged by the API, so they are accepted
     ok = await ant.client.messages.create(model=MODEL, max_tokens=50, messages=user("a") + user("b"))
-    assert ok.content[0].text.startswith("Thanks! You said: b")
+    assert first_text(ok).startswith("Thanks! You said: b")
 
     async with aiohttp.ClientSession() as http:
         r = await http.post(
@@ -194,7 +211,7 @@ async def test_validation_and_auth_errors(ant: AnthropicStandin) -> None:
 
 
 @pytest.mark.asyncio
-async def test_injected_http_errors(ant: AnthropicStandin) -> None:
+async def test_injected_http_errors(ant: StartedStandin) -> None:
     ant.fail_next(status=529)
     ant.fail_next(status=429)
     ant.fail_next(status=500)
@@ -213,7 +230,7 @@ async def test_injected_http_errors(ant: AnthropicStandin) -> None:
 
 
 @pytest.mark.asyncio
-async def test_error_event_mid_stream(ant: AnthropicStandin) -> None:
+async def test_error_event_mid_stream(ant: StartedStandin) -> None:
     ant.error_mid_stream(after_tokens=2)
     got = []
     with pytest.raises(anthropic.APIStatusError) as err:
@@ -227,7 +244,7 @@ async def test_error_event_mid_stream(ant: AnthropicStandin) -> None:
 
 
 @pytest.mark.asyncio
-async def test_hang_then_timeout(ant: AnthropicStandin) -> None:
+async def test_hang_then_timeout(ant: StartedStandin) -> None:
     ant.hang_next(seconds=None)
     client = anthropic.AsyncAnthropic(api_key=KEY, base_url=ant.base_url, max_retries=0, timeout=0.3)
     with pytest.raises(anthropic.APITimeoutError):
@@ -236,11 +253,11 @@ async def test_hang_then_timeout(ant: AnthropicStandin) -> None:
     ant.hang_next(seconds=0.2)
     t0 = time.monotonic()
     msg = await ant.client.messages.create(model=MODEL, max_tokens=10, messages=user("x"))
-    assert time.monotonic() - t0 >= 0.19 and msg.content[0].text
+    assert time.monotonic() - t0 >= 0.19 and first_text(msg)
 
 
 @pytest.mark.asyncio
-async def test_rule_matching_and_recorded_requests(ant: AnthropicStandin) -> None:
+async def test_rule_matching_and_recorded_requests(ant: StartedStandin) -> None:
     ant.set_script(
         [
             {"match": "price", "system_contains": "Bright Smile", "text": "A cleaning is $120.", "times": 1},
@@ -249,19 +266,21 @@ async def test_rule_matching_and_recorded_requests(ant: AnthropicStandin) -> Non
         ]
     )
     system = "You answer calls for Bright Smile Dental (Austin). Past calls: booked a cleaning in May."
-    ask = [{"role": "user", "content": [{"type": "text", "text": "What's the PRICE of a cleaning?"}]}]
+    ask: list[MessageParam] = [
+        {"role": "user", "content": [{"type": "text", "text": "What's the PRICE of a cleaning?"}]}
+    ]
     first = await ant.client.messages.create(model=MODEL, max_tokens=50, system=system, messages=ask)
     second = await ant.client.messages.create(model=MODEL, max_tokens=50, system=system, messages=ask)
     other = await ant.client.messages.create(
         model=MODEL, max_tokens=50, system=[{"type": "text", "text": system}], messages=user("hello")
     )
     plain = await ant.client.messages.create(model=MODEL, max_tokens=50, system="Other clinic", messages=user("hello"))
-    assert [m.content[0].text for m in (first, second, other)] == [
+    assert [first_text(m) for m in (first, second, other)] == [
         "A cleaning is $120.",
         "I can check our prices.",
         "Welcome to Bright Smile!",
     ]
-    assert plain.content[0].text.startswith("Thanks! You said: hello")
+    assert first_text(plain).startswith("Thanks! You said: hello")
 
     recs = ant.requests()
     assert len(recs) == 4
@@ -277,7 +296,7 @@ async def test_rule_matching_and_recorded_requests(ant: AnthropicStandin) -> Non
 
 
 @pytest.mark.asyncio
-async def test_time_to_first_token_and_rate(ant: AnthropicStandin) -> None:
+async def test_time_to_first_token_and_rate(ant: StartedStandin) -> None:
     ant.configure(ttft_ms=250, tokens_per_s=200)
     t0 = time.monotonic()
     async with ant.client.messages.stream(model=MODEL, max_tokens=100, messages=user("one two three")) as s:
@@ -285,12 +304,12 @@ async def test_time_to_first_token_and_rate(ant: AnthropicStandin) -> None:
         async for _ in s.text_stream:
             first_at = first_at or time.monotonic() - t0
     total = time.monotonic() - t0
-    assert 0.24 <= first_at < 0.5
+    assert first_at is not None and 0.24 <= first_at < 0.5
     assert total >= 0.25 + 9 / 200  # 10 tokens at 200/s
 
 
 @pytest.mark.asyncio
-async def test_many_concurrent_streams(ant: AnthropicStandin) -> None:
+async def test_many_concurrent_streams(ant: StartedStandin) -> None:
     ant.configure(tokens_per_s=500)
 
     async def one(i: int) -> str:

@@ -7,7 +7,7 @@ import itertools
 import math
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -68,11 +68,18 @@ def async_client(base_url: str, key: str = KEY) -> AsyncDeepgramClient:
     return AsyncDeepgramClient(api_key=key, environment=env_for(base_url), httpx_client=http)
 
 
+class StartedStandin(DeepgramStandin):
+    """The fixture's stand-in: started (so `base_url` is set), with an SDK client pointed at it."""
+
+    base_url: str
+    client: AsyncDeepgramClient
+
+
 @pytest_asyncio.fixture
-async def dg():
-    server = DeepgramStandin(api_key=KEY)
+async def dg() -> AsyncIterator[StartedStandin]:
+    server = StartedStandin(api_key=KEY)
     url = await server.start()
-    server.client = async_client(url)  # type: ignore[attr-defined]
+    server.client = async_client(url)
     try:
         yield server
     finally:
@@ -141,7 +148,7 @@ def test_codec_absent_in_plain_audio() -> None:
 
 
 @pytest.mark.asyncio
-async def test_listen_turn_from_codec_audio(dg: DeepgramStandin) -> None:
+async def test_listen_turn_from_codec_audio(dg: StartedStandin) -> None:
     stream = b"".join(audio.silence_frames(200) + audio.encode_text_frames(TEXT) + audio.silence_frames(1400))
     async with dg.client.listen.v1.connect(**TELEPHONY, tag="call-1") as conn:
         # odd-sized binary messages: the stand-in re-splits them into 20 ms frames
@@ -189,7 +196,7 @@ async def test_listen_turn_from_codec_audio(dg: DeepgramStandin) -> None:
 
 
 @pytest.mark.asyncio
-async def test_listen_script_default_noise_and_plain_words(dg: DeepgramStandin) -> None:
+async def test_listen_script_default_noise_and_plain_words(dg: StartedStandin) -> None:
     dg.set_script(["I need to reschedule my appointment."], tag="clinic-a")
     params = dict(TELEPHONY)
     del params["smart_format"]  # no formatting: lowercase words, no punctuation
@@ -215,7 +222,7 @@ async def test_listen_script_default_noise_and_plain_words(dg: DeepgramStandin) 
 
 
 @pytest.mark.asyncio
-async def test_listen_finalize_long_speech_and_silence_results(dg: DeepgramStandin) -> None:
+async def test_listen_finalize_long_speech_and_silence_results(dg: StartedStandin) -> None:
     dg.configure(max_segment_ms=4000, silence_results_ms=1000)
     long_text = " ".join([f"word{i}" for i in range(60)])  # ~25 s of speech at 65 ms/char
     async with dg.client.listen.v1.connect(**TELEPHONY) as conn:
@@ -237,7 +244,7 @@ async def test_listen_finalize_long_speech_and_silence_results(dg: DeepgramStand
 
 
 @pytest.mark.asyncio
-async def test_listen_auth_refusal_and_latency(dg: DeepgramStandin) -> None:
+async def test_listen_auth_refusal_and_latency(dg: StartedStandin) -> None:
     bad = async_client(dg.base_url, "wrong")
     with pytest.raises(ApiError) as err:
         async with bad.listen.v1.connect(**TELEPHONY):
@@ -262,7 +269,7 @@ async def test_listen_auth_refusal_and_latency(dg: DeepgramStandin) -> None:
 
 
 @pytest.mark.asyncio
-async def test_listen_drop_and_idle_timeout(dg: DeepgramStandin) -> None:
+async def test_listen_drop_and_idle_timeout(dg: StartedStandin) -> None:
     dg.drop_next(after_s=0.2)
     t0 = time.monotonic()
     async with dg.client.listen.v1.connect(**TELEPHONY) as conn:
@@ -291,7 +298,7 @@ async def test_listen_drop_and_idle_timeout(dg: DeepgramStandin) -> None:
 
 
 @pytest.mark.asyncio
-async def test_many_concurrent_streams(dg: DeepgramStandin) -> None:
+async def test_many_concurrent_streams(dg: StartedStandin) -> None:
     async def one(i: int) -> str:
         text = f"Caller number {i} wants a cleaning."
         async with dg.client.listen.v1.connect(**TELEPHONY) as conn:
@@ -309,7 +316,7 @@ async def test_many_concurrent_streams(dg: DeepgramStandin) -> None:
 
 
 @pytest.mark.asyncio
-async def test_speak_websocket_flush_clear_close(dg: DeepgramStandin) -> None:
+async def test_speak_websocket_flush_clear_close(dg: StartedStandin) -> None:
     async with dg.client.speak.v1.connect(model="aura-2-thalia-en", encoding="mulaw", sample_rate=8000) as sp:
         meta = await sp.recv()
         assert isinstance(meta, SpeakV1Metadata) and meta.model_name == "aura-2-thalia-en"
@@ -350,7 +357,7 @@ async def test_speak_websocket_flush_clear_close(dg: DeepgramStandin) -> None:
 
 
 @pytest.mark.asyncio
-async def test_speak_websocket_errors_and_first_byte_latency(dg: DeepgramStandin) -> None:
+async def test_speak_websocket_errors_and_first_byte_latency(dg: StartedStandin) -> None:
     with pytest.raises(ApiError) as err:
         async with dg.client.speak.v1.connect(model="aura-2-nobody-en", encoding="mulaw", sample_rate=8000):
             pass
@@ -372,7 +379,7 @@ async def test_speak_websocket_errors_and_first_byte_latency(dg: DeepgramStandin
 
 
 @pytest.mark.asyncio
-async def test_speak_rest(dg: DeepgramStandin) -> None:
+async def test_speak_rest(dg: StartedStandin) -> None:
     text = "Your appointment is confirmed."
     chunks = [
         c

@@ -63,8 +63,10 @@ def test_rewrite_url_and_stock_behaviour():
     assert rewrite_url(url, None) == url
     assert rewrite_url("https://example.com/x", "http://h:1") == "https://example.com/x"
     stock = BaseUrlTwilioHttpClient("https://api.twilio.com", timeout=3)
+    assert stock.session is not None
     assert stock.is_stock and stock.session.trust_env and stock.timeout == 3
     local = BaseUrlTwilioHttpClient("http://127.0.0.1:1")
+    assert local.session is not None
     assert not local.is_stock and not local.session.trust_env
     with pytest.raises(ValueError):
         BaseUrlTwilioHttpClient("ftp://127.0.0.1:1")
@@ -117,7 +119,7 @@ def test_paging_follows_next_page_uri(standin):
     sent = standin.requests(path_contains=sid)
     assert [r["query"].get("Page") for r in sent] == [None, "1", "2"]
     assert all(r["query"]["PageSize"] == "50" for r in sent)
-    assert sent[1]["query"]["PageToken"] == "PA" + listed[49].sid
+    assert sent[1]["query"]["PageToken"] == f"PA{listed[49].sid}"
 
     # Filters survive into next_page_uri; limit stops early.
     filtered = client.incoming_phone_numbers.list(phone_number="+162855501**", page_size=3)
@@ -126,9 +128,13 @@ def test_paging_follows_next_page_uri(standin):
 
     page = client.incoming_phone_numbers.page(page_size=50)
     page2 = page.next_page()
+    assert page2 is not None
     page3 = page2.next_page()
+    assert page3 is not None
     assert len(list(page3)) == 20 and page3.next_page() is None
-    assert [n.sid for n in page2.previous_page()] == [n.sid for n in listed[:50]]
+    previous = page2.previous_page()
+    assert previous is not None
+    assert [n.sid for n in previous] == [n.sid for n in listed[:50]]
 
 
 def test_fetch_update_delete(standin, account):
@@ -222,9 +228,9 @@ def test_bad_credentials_are_20003(standin, account):
         with pytest.raises(TwilioRestException) as exc:
             client.api.v2010.accounts(sid).incoming_phone_numbers(pn).fetch()
         assert exc.value.status == 401 and exc.value.code == 20003
-        with pytest.raises(TwilioException) as exc:  # a failed list is a plain TwilioException
+        with pytest.raises(TwilioException) as list_error:  # a failed list is a plain TwilioException
             client.incoming_phone_numbers.list()
-        response = exc.value.args[1]
+        response = list_error.value.args[1]
         assert response.status_code == 401 and '"code": 20003' in response.text
     # Good credentials, but another account's URL.
     other_sid, _ = standin.add_account()
