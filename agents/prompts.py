@@ -53,8 +53,9 @@ def _escaped(value: Any, limit: int) -> str:
     return _plain(value, limit).replace("<", "&lt;").replace(">", "&gt;")
 
 
-def render_template(text: str, variables: Mapping[str, Any], *, value_chars: int = VALUE_MAX_CHARS,
-                    escape: bool = False) -> str:
+def render_template(
+    text: str, variables: Mapping[str, Any], *, value_chars: int = VALUE_MAX_CHARS, escape: bool = False
+) -> str:
     """Fill `{{name}}` placeholders; unknown ones become empty rather than reaching the caller.
     Values go in as one line each, cut to `value_chars` (angle brackets escaped for a prompt)."""
     clean = _escaped if escape else _plain
@@ -77,23 +78,30 @@ class CallContext:
     can_transfer: bool = False
 
 
-def _assemble(agent_prompt: str, context: CallContext, now: datetime, history: list[PastCall],
-              value_chars: int) -> str:
+def _assemble(agent_prompt: str, context: CallContext, now: datetime, history: list[PastCall], value_chars: int) -> str:
     local = now.astimezone(ZoneInfo(context.timezone or "UTC"))
-    parts = [render_template(agent_prompt, context.variables, value_chars=value_chars, escape=True).strip(),
-             PHONE_STYLE]
+    parts = [
+        render_template(agent_prompt, context.variables, value_chars=value_chars, escape=True).strip(),
+        PHONE_STYLE,
+    ]
     details = []
     name = context.variables.get("customer_name")
     if name:
         details.append(f"You are answering the phone for {_escaped(name, value_chars)}.")
-    details += [f"Local time where you answer: {local:%A %d %B %Y, %H:%M} ({_escaped(context.timezone, 64)}).",
-                f"Caller's number: <caller_number>{_escaped(context.caller_number, 64)}</caller_number>"]
+    details += [
+        f"Local time where you answer: {local:%A %d %B %Y, %H:%M} ({_escaped(context.timezone, 64)}).",
+        f"Caller's number: <caller_number>{_escaped(context.caller_number, 64)}</caller_number>",
+    ]
     parts.append("## This call\n" + "\n".join(details))
     if history:
-        calls = [f'<call date="{past.at:%Y-%m-%d}">{_escaped(past.summary, SUMMARY_MAX_CHARS)}</call>'
-                 for past in history]
-        parts.append("## This caller's earlier calls (most recent first)\n<earlier_calls>\n"
-                     + "\n".join(calls) + "\n</earlier_calls>")
+        calls = [
+            f'<call date="{past.at:%Y-%m-%d}">{_escaped(past.summary, SUMMARY_MAX_CHARS)}</call>' for past in history
+        ]
+        parts.append(
+            "## This caller's earlier calls (most recent first)\n<earlier_calls>\n"
+            + "\n".join(calls)
+            + "\n</earlier_calls>"
+        )
     parts.append(DATA_NOTICE)
     tools = "When the caller is done and you have said goodbye, call the end_call tool."
     if context.can_transfer:
@@ -115,25 +123,41 @@ def build_system_prompt(agent_prompt: str, context: CallContext, now: datetime) 
     while value_chars > 0 and len(prompt) > limit:  # then the customer's values get shorter
         value_chars //= 2
         prompt = _assemble(agent_prompt, context, now, history, value_chars)
-    logger.warning("system prompt for a call to %s was %d characters, over the cap of %d: now %d "
-                   "(earlier calls kept: %d of %d; customer values cut to %d characters)%s",
-                   context.dialled_number, full, limit, len(prompt), len(history), len(context.history),
-                   value_chars, "; the agent's own prompt is over the cap by itself" if len(prompt) > limit else "")
+    logger.warning(
+        "system prompt for a call to %s was %d characters, over the cap of %d: now %d "
+        "(earlier calls kept: %d of %d; customer values cut to %d characters)%s",
+        context.dialled_number,
+        full,
+        limit,
+        len(prompt),
+        len(history),
+        len(context.history),
+        value_chars,
+        "; the agent's own prompt is over the cap by itself" if len(prompt) > limit else "",
+    )
     return prompt
 
 
 def tools_for(context: CallContext) -> list[dict[str, Any]]:
-    tools: list[dict[str, Any]] = [{
-        "name": "end_call",
-        "description": "Hang up after your goodbye has been spoken. Use when the conversation is over.",
-        "input_schema": {"type": "object", "properties": {
-            "goodbye": {"type": "string", "description": "What to say before hanging up."}}},
-    }]
+    tools: list[dict[str, Any]] = [
+        {
+            "name": "end_call",
+            "description": "Hang up after your goodbye has been spoken. Use when the conversation is over.",
+            "input_schema": {
+                "type": "object",
+                "properties": {"goodbye": {"type": "string", "description": "What to say before hanging up."}},
+            },
+        }
+    ]
     if context.can_transfer:
-        tools.append({
-            "name": "transfer_call",
-            "description": "Transfer the caller to a person at the clinic.",
-            "input_schema": {"type": "object", "properties": {
-                "message": {"type": "string", "description": "What to say before transferring."}}},
-        })
+        tools.append(
+            {
+                "name": "transfer_call",
+                "description": "Transfer the caller to a person at the clinic.",
+                "input_schema": {
+                    "type": "object",
+                    "properties": {"message": {"type": "string", "description": "What to say before transferring."}},
+                },
+            }
+        )
     return tools

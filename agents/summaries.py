@@ -19,15 +19,21 @@ SYSTEM = (
 )
 
 
-def summarize_transcript(*, model: str, transcript: list[dict[str, Any]], fields: list[str]) -> tuple[str, dict[str, Any]]:
+def summarize_transcript(
+    *, model: str, transcript: list[dict[str, Any]], fields: list[str]
+) -> tuple[str, dict[str, Any]]:
     """(summary, extraction) for a call's transcript. Raises LlmFailure."""
-    lines = "\n".join(f"{'Caller' if e['role'] == 'caller' else 'Agent'}: {e['text']}" for e in transcript if e.get("text"))
-    prompt = (f"Fields to extract: {', '.join(fields) or '(none)'}.\n\nTranscript:\n{lines}\n\n"
-              "Return the JSON object now.")
+    lines = "\n".join(
+        f"{'Caller' if e['role'] == 'caller' else 'Agent'}: {e['text']}" for e in transcript if e.get("text")
+    )
+    prompt = (
+        f"Fields to extract: {', '.join(fields) or '(none)'}.\n\nTranscript:\n{lines}\n\nReturn the JSON object now."
+    )
     text = anthropic_client.complete_json(model=model, system=SYSTEM, prompt=prompt)
     data = _parse_json(text)
     summary = str(data.get("summary") or "").strip() or text.strip()[:500]
-    raw = data.get("extraction") if isinstance(data.get("extraction"), dict) else data
+    extraction_field = data.get("extraction")
+    raw = extraction_field if isinstance(extraction_field, dict) else data
     extraction = {name: raw.get(name) for name in fields}
     return summary, extraction
 

@@ -45,12 +45,17 @@ def render(serializer_class: type[serializers.Serializer], instance: Any) -> dic
     return representation
 
 
-def request_account(request: Request) -> Account:
-    """The account whose API key authenticated this request (ApiKeyAuthentication)."""
+def request_api_key(request: Request) -> ApiKey:
+    """The API key that authenticated this request (ApiKeyAuthentication)."""
     api_key = request.auth
     if not isinstance(api_key, ApiKey):  # only reachable if a view drops the authentication
         raise TypeError("request was not authenticated with an API key")
-    return api_key.account
+    return api_key
+
+
+def request_account(request: Request) -> Account:
+    """The account whose API key authenticated this request (ApiKeyAuthentication)."""
+    return request_api_key(request).account
 
 
 class DeletedOutput(serializers.Serializer):

@@ -48,8 +48,16 @@ class ErrorCode:
 
 
 _CODES = [
-    ErrorCode("invalid_api_key", "authentication_error", "Invalid API key. Check the Authorization header format and key validity."),
-    ErrorCode("key_secret_required", "authentication_error", "The API key secret is missing. Use 'Authorization: Bearer key_id:key_secret'."),
+    ErrorCode(
+        "invalid_api_key",
+        "authentication_error",
+        "Invalid API key. Check the Authorization header format and key validity.",
+    ),
+    ErrorCode(
+        "key_secret_required",
+        "authentication_error",
+        "The API key secret is missing. Use 'Authorization: Bearer key_id:key_secret'.",
+    ),
     ErrorCode("agent_not_owned", "permission_error", "This agent belongs to another account."),
     ErrorCode("agent_not_found", "not_found", "No agent with this id exists."),
     ErrorCode("call_not_found", "not_found", "No call with this id exists in your account."),
@@ -57,12 +65,24 @@ _CODES = [
     ErrorCode("message_not_found", "not_found", "No message with this id exists in your account."),
     ErrorCode("customer_not_found", "not_found", "No customer with this id exists in your account."),
     ErrorCode("job_not_found", "not_found", "No job with this id exists in your account."),
-    ErrorCode("twilio_account_not_found", "not_found", "No Twilio account with this Account SID is stored in your account."),
+    ErrorCode(
+        "twilio_account_not_found", "not_found", "No Twilio account with this Account SID is stored in your account."
+    ),
     ErrorCode("not_found", "not_found", "The requested resource does not exist."),
-    ErrorCode("prompt_too_long", "invalid_request", "The system prompt is too long. Trim it to under 10,000 characters."),
+    ErrorCode(
+        "prompt_too_long", "invalid_request", "The system prompt is too long. Trim it to under 10,000 characters."
+    ),
     ErrorCode("invalid_voice_id", "invalid_request", "Voice ID not recognised. Use a voice from GET /v1/voices."),
-    ErrorCode("invalid_phone_format", "invalid_request", "Invalid phone number format. Use international format like +447446466847."),
-    ErrorCode("invalid_twilio_sid", "invalid_request", "Invalid Twilio Account SID. It must be 'AC' followed by 32 hex characters."),
+    ErrorCode(
+        "invalid_phone_format",
+        "invalid_request",
+        "Invalid phone number format. Use international format like +447446466847.",
+    ),
+    ErrorCode(
+        "invalid_twilio_sid",
+        "invalid_request",
+        "Invalid Twilio Account SID. It must be 'AC' followed by 32 hex characters.",
+    ),
     ErrorCode("number_not_in_twilio", "invalid_request", "This number does not exist in the Twilio account given."),
     ErrorCode("twilio_invalid_credentials", "invalid_request", "Twilio rejected the Account SID and auth token."),
     ErrorCode("twilio_auth_failed", "invalid_request", "Twilio authentication failed (Twilio error 20003)."),
@@ -70,12 +90,24 @@ _CODES = [
     ErrorCode("message_too_long", "invalid_request", "The message body is over 1600 characters."),
     ErrorCode("sms_not_supported_in_region", "invalid_request", "SMS to this region needs A2P 10DLC registration."),
     ErrorCode("invalid_request", "invalid_request", "The request is malformed or has invalid parameters."),
-    ErrorCode("number_already_imported", "conflict", "This number is already attached to an agent. Delete it first, then re-import."),
+    ErrorCode(
+        "number_already_imported",
+        "conflict",
+        "This number is already attached to an agent. Delete it first, then re-import.",
+    ),
     ErrorCode("agent_no_phone", "conflict", "The agent has no phone numbers attached."),
     ErrorCode("agent_has_phone_numbers", "conflict", "The agent still answers phone numbers. Delete them first."),
-    ErrorCode("twilio_account_has_phone_numbers", "conflict", "Numbers of this Twilio account are still imported. Delete them first."),
+    ErrorCode(
+        "twilio_account_has_phone_numbers",
+        "conflict",
+        "Numbers of this Twilio account are still imported. Delete them first.",
+    ),
     ErrorCode("recipient_unsubscribed", "conflict", "The recipient opted out (sent STOP) and cannot be messaged."),
-    ErrorCode("rate_limit_exceeded", "rate_limit_error", "Too many requests. Back off and retry after the Retry-After interval."),
+    ErrorCode(
+        "rate_limit_exceeded",
+        "rate_limit_error",
+        "Too many requests. Back off and retry after the Retry-After interval.",
+    ),
     ErrorCode("concurrent_call_limit", "rate_limit_error", "Too many simultaneous calls."),
     ErrorCode("outbound_failed", "provider_error", "Twilio could not place the call."),
     ErrorCode("provider_unavailable", "provider_error", "An upstream provider failed or did not answer in time."),
@@ -92,8 +124,13 @@ def doc_url(code: str) -> str:
 class ApiError(Exception):
     """An error the API reports to its caller, identified by a registered code."""
 
-    def __init__(self, code: str, message: str | None = None, details: dict[str, Any] | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        code: str,
+        message: str | None = None,
+        details: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         if code not in ERROR_CODES:
             raise ValueError(f"unregistered error code {code!r}")
         self.error = ERROR_CODES[code]
@@ -164,16 +201,20 @@ def to_api_error(exc: Exception) -> ApiError:
     if isinstance(exc, ApiError):
         return exc
     if isinstance(exc, drf_exceptions.Throttled):
-        wait = max(1, round(exc.wait or 1))
-        return ApiError("rate_limit_exceeded", details={"retry_after_seconds": wait},
-                        headers={"Retry-After": str(wait)})
+        wait = max(1, round(exc.wait or 1))  # type: ignore[attr-defined]  # DRF sets Throttled.wait; its stubs omit it
+        return ApiError(
+            "rate_limit_exceeded", details={"retry_after_seconds": wait}, headers={"Retry-After": str(wait)}
+        )
     if isinstance(exc, (drf_exceptions.NotAuthenticated, drf_exceptions.AuthenticationFailed)):
         return ApiError("invalid_api_key")
     if isinstance(exc, drf_exceptions.ParseError):
         return ApiError("invalid_request", f"Malformed request body: {exc.detail}", {"reason": "malformed_body"})
     if isinstance(exc, drf_exceptions.UnsupportedMediaType):
-        return ApiError("invalid_request", "Unsupported Content-Type. Send JSON with 'Content-Type: application/json'.",
-                        {"reason": "unsupported_media_type"})
+        return ApiError(
+            "invalid_request",
+            "Unsupported Content-Type. Send JSON with 'Content-Type: application/json'.",
+            {"reason": "unsupported_media_type"},
+        )
     if isinstance(exc, drf_exceptions.MethodNotAllowed):
         return ApiError("invalid_request", f"Method not allowed: {exc.detail}", {"reason": "method_not_allowed"})
     if isinstance(exc, drf_exceptions.ValidationError):
@@ -198,15 +239,21 @@ def to_api_error(exc: Exception) -> ApiError:
         # Redis, the broker or the database did not answer: nothing the caller did wrong,
         # and a retry can help. One log line, not a traceback per request.
         outages.record_exception(exc)
-        return ApiError("server_error", "A service the API depends on is briefly unavailable. Retry in a few seconds.",
-                        {"reason": "dependency_unavailable", "retryable": True},
-                        headers={"Retry-After": str(DEPENDENCY_RETRY_AFTER_SECONDS)})
+        return ApiError(
+            "server_error",
+            "A service the API depends on is briefly unavailable. Retry in a few seconds.",
+            {"reason": "dependency_unavailable", "retryable": True},
+            headers={"Retry-After": str(DEPENDENCY_RETRY_AFTER_SECONDS)},
+        )
     if isinstance(exc, DatabaseDataError):
         # A value PostgreSQL cannot store (out of range, not valid text) that no check
         # caught before: the request's fault, so a 400 rather than a 500.
         logger.warning("database refused a value of an API request: %s", str(exc).splitlines()[0])
-        return ApiError("invalid_request", "A value in the request cannot be stored (out of range or not valid text).",
-                        {"reason": "invalid_value"})
+        return ApiError(
+            "invalid_request",
+            "A value in the request cannot be stored (out of range or not valid text).",
+            {"reason": "invalid_value"},
+        )
     logger.exception("unhandled error while serving an API request", exc_info=exc)
     return ApiError("server_error")
 

@@ -9,11 +9,11 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
 from django.http import HttpRequest, HttpResponse
 from django_tenants.middleware.main import TenantMainMiddleware
 
 from nixflex.errors import ApiError, error_json_response, to_api_error
+from tenants.db import tenant_connection
 
 logger = logging.getLogger(__name__)
 
@@ -105,8 +105,8 @@ class TenantByHostMiddleware(TenantMainMiddleware):
         return super().get_tenant(domain_model, hostname)
 
     def no_tenant_found(self, request: HttpRequest, hostname: str) -> None:
-        request.tenant = None
-        connection.set_schema_to_public()
+        request.tenant = None  # type: ignore[attr-defined]  # django-tenants' request attribute, unknown to HttpRequest's stubs
+        tenant_connection().set_schema_to_public()
         self.setup_url_routing(request=request, force_public=True)
 
 

@@ -66,8 +66,9 @@ for _position, _key in enumerate(FIELD_ENCRYPTION_KEYS, 1):
 # Read once, by the data migration that re-encrypts values written before the keys above
 # existed (django-fernet-encrypted-fields derived keys from SECRET_KEY with these salts):
 # the old FIELD_ENCRYPTION_KEYS value. Not needed on a database created after it.
-FIELD_ENCRYPTION_LEGACY_SALTS = env.list("FIELD_ENCRYPTION_LEGACY_SALTS",
-                                         default=["dev-insecure-field-key"] if DEBUG else [])
+FIELD_ENCRYPTION_LEGACY_SALTS = env.list(
+    "FIELD_ENCRYPTION_LEGACY_SALTS", default=["dev-insecure-field-key"] if DEBUG else []
+)
 # Signs the short-lived media-stream tokens handed to Twilio in TwiML.
 STREAM_TOKEN_SECRET = _secret("STREAM_TOKEN_SECRET")
 
@@ -217,8 +218,10 @@ CHANNEL_LAYERS = {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         # redis-py 8 defaults socket_timeout to 5 s, the same as channels-redis' blocking
         # pop: an idle consumer's read would time out and kill it. Give reads more room.
-        "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
-                   "prefix": env.str("CHANNEL_LAYER_PREFIX", default="nixflex")},
+        "CONFIG": {
+            "hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
+            "prefix": env.str("CHANNEL_LAYER_PREFIX", default="nixflex"),
+        },
     }
 }
 
@@ -250,10 +253,15 @@ SUMMARY_RETRY_DELAY_SECONDS = env.float("SUMMARY_RETRY_DELAY_SECONDS", default=5
 JOB_RESUME_INTERVAL_SECONDS = env.float("JOB_RESUME_INTERVAL_SECONDS", default=30.0)
 CELERY_BEAT_SCHEDULE = {
     # A pass that waited past the next one is dropped, so busy workers never face a pile of them.
-    "resume-stalled-jobs": {"task": "telephony.resume_stalled_jobs", "schedule": JOB_RESUME_INTERVAL_SECONDS,
-                            "options": {"expires": JOB_RESUME_INTERVAL_SECONDS}},
-    "check-number-webhooks": {"task": "telephony.check_all_webhooks",
-                              "schedule": env.float("WEBHOOK_CHECK_INTERVAL_SECONDS", default=6 * 3600.0)},
+    "resume-stalled-jobs": {
+        "task": "telephony.resume_stalled_jobs",
+        "schedule": JOB_RESUME_INTERVAL_SECONDS,
+        "options": {"expires": JOB_RESUME_INTERVAL_SECONDS},
+    },
+    "check-number-webhooks": {
+        "task": "telephony.check_all_webhooks",
+        "schedule": env.float("WEBHOOK_CHECK_INTERVAL_SECONDS", default=6 * 3600.0),
+    },
 }
 # Bulk imports: rows in flight per job, and per Twilio account (Twilio's API concurrency).
 BULK_WORKERS = env.int("BULK_WORKERS", default=32)

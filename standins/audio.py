@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import zlib
 from array import array
-from typing import Iterable, List, Optional, Sequence, Tuple
+from collections.abc import Iterable, Sequence
 
 SAMPLE_RATE = 8000
 FRAME_BYTES = 160  # 20 ms of 8 kHz mu-law
@@ -57,9 +57,9 @@ def _ulaw_to_linear(u: int) -> int:
 
 
 #: byte -> int16 sample
-ULAW_TABLE: Tuple[int, ...] = tuple(_ulaw_to_linear(i) for i in range(256))
+ULAW_TABLE: tuple[int, ...] = tuple(_ulaw_to_linear(i) for i in range(256))
 #: byte -> sample squared (for energy without decoding)
-_ULAW_SQ: Tuple[int, ...] = tuple(v * v for v in ULAW_TABLE)
+_ULAW_SQ: tuple[int, ...] = tuple(v * v for v in ULAW_TABLE)
 
 
 def ulaw_decode(b: bytes) -> array:
@@ -121,12 +121,12 @@ def is_speech(frame: bytes, threshold: float = SPEECH_THRESHOLD) -> bool:
     return frame_energy(frame) >= threshold
 
 
-def split_frames(data: bytes, frame_bytes: int = FRAME_BYTES) -> List[bytes]:
+def split_frames(data: bytes, frame_bytes: int = FRAME_BYTES) -> list[bytes]:
     """Cut audio into frames of ``frame_bytes`` (the last one may be shorter)."""
     return [data[i : i + frame_bytes] for i in range(0, len(data), frame_bytes)]
 
 
-def silence_frames(duration_ms: float, frame_bytes: int = FRAME_BYTES) -> List[bytes]:
+def silence_frames(duration_ms: float, frame_bytes: int = FRAME_BYTES) -> list[bytes]:
     n = max(0, math.ceil(duration_ms / (frame_bytes / 8.0)))
     frame = bytes([SILENCE_BYTE]) * frame_bytes
     return [frame] * n
@@ -173,7 +173,7 @@ def _filler_bytes(n: int, start: int = 0) -> bytes:
     return bytes(out)
 
 
-def _record_nibbles(payload: bytes, flags: int) -> List[int]:
+def _record_nibbles(payload: bytes, flags: int) -> list[int]:
     length = len(payload)
     checksum = (sum(payload) + length + flags) & 0xFF
     nibbles = list(_MAGIC_NIBBLES)
@@ -185,11 +185,11 @@ def _record_nibbles(payload: bytes, flags: int) -> List[int]:
     return nibbles
 
 
-def _split_token(token: str) -> List[bytes]:
+def _split_token(token: str) -> list[bytes]:
     data = token.encode("utf-8")
     if len(data) <= _MAX_RECORD_PAYLOAD:
         return [data]
-    pieces: List[bytes] = []
+    pieces: list[bytes] = []
     cur = ""
     for ch in token:
         if len((cur + ch).encode("utf-8")) > _MAX_RECORD_PAYLOAD:
@@ -203,7 +203,10 @@ def _split_token(token: str) -> List[bytes]:
 
 
 def encode_text(
-    text: str, *, ms_per_char: float = MS_PER_CHAR, min_ms: float = MIN_UTTERANCE_MS,
+    text: str,
+    *,
+    ms_per_char: float = MS_PER_CHAR,
+    min_ms: float = MIN_UTTERANCE_MS,
     frame_bytes: int = FRAME_BYTES,
 ) -> bytes:
     """Codec audio for ``text`` as one byte string (a whole number of frames)."""
@@ -213,7 +216,7 @@ def encode_text(
     frame_ms = frame_bytes / 8.0
     duration_ms = max(min_ms, ms_per_char * len(text.strip()))
     n_frames = max(1, math.ceil(duration_ms / frame_ms))
-    records: List[Tuple[int, List[int]]] = []  # (weight, nibbles)
+    records: list[tuple[int, list[int]]] = []  # (weight, nibbles)
     for token in tokens:
         for i, piece in enumerate(_split_token(token)):
             weight = len(piece) + (1 if i == 0 else 0)
@@ -240,22 +243,25 @@ def encode_text(
 
 
 def encode_text_frames(
-    text: str, frame_bytes: int = FRAME_BYTES, *, ms_per_char: float = MS_PER_CHAR,
+    text: str,
+    frame_bytes: int = FRAME_BYTES,
+    *,
+    ms_per_char: float = MS_PER_CHAR,
     min_ms: float = MIN_UTTERANCE_MS,
-) -> List[bytes]:
+) -> list[bytes]:
     """Loud mu-law frames that carry ``text`` (~65 ms per character, >= 300 ms)."""
     data = encode_text(text, ms_per_char=ms_per_char, min_ms=min_ms, frame_bytes=frame_bytes)
     return split_frames(data, frame_bytes)
 
 
-def tone_frames(duration_ms: float, frame_bytes: int = FRAME_BYTES) -> List[bytes]:
+def tone_frames(duration_ms: float, frame_bytes: int = FRAME_BYTES) -> list[bytes]:
     """Loud audio without any text (decodes to None; the STT stand-in falls back to
     its script for it)."""
     n = max(1, math.ceil(duration_ms / (frame_bytes / 8.0)))
     return split_frames(_filler_bytes(n * frame_bytes), frame_bytes)
 
 
-def find_text_records(data: bytes, start: int = 0) -> Tuple[List[Tuple[int, bool, str]], int]:
+def find_text_records(data: bytes, start: int = 0) -> tuple[list[tuple[int, bool, str]], int]:
     """Scan ``data`` from ``start`` for complete codec records.
 
     Returns ``([(offset, joined, text), ...], resume)``: ``resume`` is where to
@@ -263,7 +269,7 @@ def find_text_records(data: bytes, start: int = 0) -> Tuple[List[Tuple[int, bool
     incomplete trailing record, or the end of the data).
     """
     canon = bytes(data).translate(_CANON) if not isinstance(data, bytes) else data.translate(_CANON)
-    found: List[Tuple[int, bool, str]] = []
+    found: list[tuple[int, bool, str]] = []
     n = len(canon)
     pos = start
     while True:
@@ -301,14 +307,14 @@ def find_text_records(data: bytes, start: int = 0) -> Tuple[List[Tuple[int, bool
         pos = end
 
 
-def join_records(records: Sequence[Tuple[int, bool, str]]) -> str:
+def join_records(records: Sequence[tuple[int, bool, str]]) -> str:
     out = ""
     for _, joined, text in records:
         out = out + text if (joined or not out) else out + " " + text
     return out
 
 
-def decode_text(data: bytes) -> Optional[str]:
+def decode_text(data: bytes) -> str | None:
     """Text carried by codec audio ``data`` (None when it carries none)."""
     records, _ = find_text_records(data)
     if not records:
@@ -316,11 +322,11 @@ def decode_text(data: bytes) -> Optional[str]:
     return join_records(records)
 
 
-def decode_text_frames(frames: Iterable[bytes]) -> Optional[str]:
+def decode_text_frames(frames: Iterable[bytes]) -> str | None:
     """Text carried by a run of frames (None if no codec marker, e.g. real speech)."""
     return decode_text(b"".join(frames))
 
 
-def word_records(text: str) -> List[str]:
+def word_records(text: str) -> list[str]:
     """The words ``decode_text`` will report for ``text`` (whitespace-normalised)."""
     return text.split()

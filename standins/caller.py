@@ -102,12 +102,27 @@ class CallRecording:
 
 
 class SimulatedCall:
-    def __init__(self, *, server_url: str, public_base_url: str, twilio_url: str, account_sid: str, auth_token: str,
-                 from_number: str, to_number: str, script: list[Utterance], max_seconds: float = 60.0,
-                 hangup_grace_s: float = 1.5, start_extra: dict[str, Any] | None = None,
-                 tamper_token: bool = False, sign_upgrade: bool = True,
-                 upgrade_auth_token: str | None = None, reuse_connection: bool = False, echo_marks: bool = True,
-                 raw_frames: list[tuple[float, str]] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        server_url: str,
+        public_base_url: str,
+        twilio_url: str,
+        account_sid: str,
+        auth_token: str,
+        from_number: str,
+        to_number: str,
+        script: list[Utterance],
+        max_seconds: float = 60.0,
+        hangup_grace_s: float = 1.5,
+        start_extra: dict[str, Any] | None = None,
+        tamper_token: bool = False,
+        sign_upgrade: bool = True,
+        upgrade_auth_token: str | None = None,
+        reuse_connection: bool = False,
+        echo_marks: bool = True,
+        raw_frames: list[tuple[float, str]] | None = None,
+    ) -> None:
         """`reuse_connection`: upgrade the media stream on the voice webhook's keep-alive
         connection, as a proxy in front of the server does (Twilio itself opens a new one).
         `echo_marks=False`: never confirm playback (marks are not echoed). `raw_frames`:
@@ -185,16 +200,25 @@ class SimulatedCall:
         return trace
 
     async def _ring(self, session: aiohttp.ClientSession) -> str:
-        async with session.post(f"{self.twilio_url}/_standin/inbound_calls",
-                                json={"account_sid": self.account_sid, "from": self.from_number,
-                                      "to": self.to_number}) as response:
+        async with session.post(
+            f"{self.twilio_url}/_standin/inbound_calls",
+            json={"account_sid": self.account_sid, "from": self.from_number, "to": self.to_number},
+        ) as response:
             response.raise_for_status()
             return (await response.json())["sid"]
 
     async def _voice_webhook(self, session: aiohttp.ClientSession) -> str:
-        params = {"CallSid": self.rec.call_sid, "AccountSid": self.account_sid, "From": self.from_number,
-                  "To": self.to_number, "CallStatus": "ringing", "Direction": "inbound",
-                  "ApiVersion": "2010-04-01", "Called": self.to_number, "Caller": self.from_number}
+        params = {
+            "CallSid": self.rec.call_sid,
+            "AccountSid": self.account_sid,
+            "From": self.from_number,
+            "To": self.to_number,
+            "CallStatus": "ringing",
+            "Direction": "inbound",
+            "ApiVersion": "2010-04-01",
+            "Called": self.to_number,
+            "Caller": self.from_number,
+        }
         signature = RequestValidator(self.auth_token).compute_signature(f"{self.public_base_url}/twilio/voice", params)
         headers = {"X-Twilio-Signature": signature}
         if not self.reuse_connection:  # Twilio opens the media stream on a new connection
@@ -216,13 +240,29 @@ class SimulatedCall:
             self._ws = ws
             self.rec.stream_opened = self.now()
             await ws.send_str(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
-            await ws.send_str(json.dumps({
-                "event": "start", "sequenceNumber": "1", "streamSid": self._stream_sid,
-                "start": {"accountSid": self.account_sid, "streamSid": self._stream_sid,
-                          "callSid": self.rec.call_sid, "tracks": ["inbound"], "customParameters": params,
-                          "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}}))
-            tasks = [asyncio.create_task(self._clock()), asyncio.create_task(self._script_driver()),
-                     asyncio.create_task(self._watch_call()), asyncio.create_task(self._send_raw_frames())]
+            await ws.send_str(
+                json.dumps(
+                    {
+                        "event": "start",
+                        "sequenceNumber": "1",
+                        "streamSid": self._stream_sid,
+                        "start": {
+                            "accountSid": self.account_sid,
+                            "streamSid": self._stream_sid,
+                            "callSid": self.rec.call_sid,
+                            "tracks": ["inbound"],
+                            "customParameters": params,
+                            "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
+                        },
+                    }
+                )
+            )
+            tasks = [
+                asyncio.create_task(self._clock()),
+                asyncio.create_task(self._script_driver()),
+                asyncio.create_task(self._watch_call()),
+                asyncio.create_task(self._send_raw_frames()),
+            ]
             try:
                 await self._receive(ws)
             finally:
@@ -241,8 +281,16 @@ class SimulatedCall:
             return
         self.rec.ended_by = self.rec.ended_by or by
         try:
-            await self._ws.send_str(json.dumps({"event": "stop", "sequenceNumber": "999", "streamSid": self._stream_sid,
-                                                "stop": {"accountSid": self.account_sid, "callSid": self.rec.call_sid}}))
+            await self._ws.send_str(
+                json.dumps(
+                    {
+                        "event": "stop",
+                        "sequenceNumber": "999",
+                        "streamSid": self._stream_sid,
+                        "stop": {"accountSid": self.account_sid, "callSid": self.rec.call_sid},
+                    }
+                )
+            )
             await self._ws.close()
         except Exception:
             pass
@@ -319,8 +367,11 @@ class SimulatedCall:
             return
         self.rec.marks_echoed += 1
         if self._ws is not None and not self._ws.closed:
-            await self._ws.send_str(json.dumps({"event": "mark", "sequenceNumber": "0", "streamSid": self._stream_sid,
-                                                "mark": {"name": name}}))
+            await self._ws.send_str(
+                json.dumps(
+                    {"event": "mark", "sequenceNumber": "0", "streamSid": self._stream_sid, "mark": {"name": name}}
+                )
+            )
 
     # --- the 20 ms clock: caller audio out, agent audio played -------------------------
     async def _clock(self) -> None:
@@ -333,9 +384,10 @@ class SimulatedCall:
             payload = base64.b64encode(self._caller_frames.pop(0)).decode() if self._caller_frames else SILENCE_B64
             if self._ws is not None and not self._ws.closed:
                 chunk += 1
-                await self._ws.send_str('{"event":"media","sequenceNumber":"%d","streamSid":"%s","media":'
-                                        '{"track":"inbound","chunk":"%d","timestamp":"%d","payload":"%s"}}'
-                                        % (tick + 1, self._stream_sid, chunk, tick * 20, payload))
+                await self._ws.send_str(
+                    f'{{"event":"media","sequenceNumber":"{tick + 1}","streamSid":"{self._stream_sid}","media":'
+                    f'{{"track":"inbound","chunk":"{chunk}","timestamp":"{tick * 20}","payload":"{payload}"}}}}'
+                )
             await self._play_one()
             delay = start + tick * FRAME - loop.time()
             if delay > 0:
@@ -386,10 +438,18 @@ class SimulatedCall:
 
     async def _say(self, utterance: Utterance) -> None:
         if utterance.dtmf:
+            assert self._ws is not None, "a caller speaks only once the media stream is open"
             for digit in utterance.dtmf:
-                await self._ws.send_str(json.dumps({"event": "dtmf", "streamSid": self._stream_sid,
-                                                    "sequenceNumber": "0",
-                                                    "dtmf": {"track": "inbound_track", "digit": digit}}))
+                await self._ws.send_str(
+                    json.dumps(
+                        {
+                            "event": "dtmf",
+                            "streamSid": self._stream_sid,
+                            "sequenceNumber": "0",
+                            "dtmf": {"track": "inbound_track", "digit": digit},
+                        }
+                    )
+                )
             self._agent_spoke_since_caller = False
             self.rec.turns.append(TurnTiming(caller_text=f"dtmf:{utterance.dtmf}", speech_end=self.now()))
             return
@@ -403,6 +463,7 @@ class SimulatedCall:
     async def _watch_call(self) -> None:
         """The agent hangs up or transfers through Twilio's REST API: the call ends."""
         deadline = self.now() + self.max_seconds
+        assert self._session is not None, "watched only while run() holds the session"
         while not self._closed.is_set():
             await asyncio.sleep(0.1)
             if self.now() > deadline:

@@ -68,6 +68,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import copy
 import hashlib
 import json
@@ -77,8 +78,8 @@ import struct
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
-from typing import Any, Dict, List, Optional, Set, Tuple
+from datetime import UTC, datetime
+from typing import Any
 
 from aiohttp import WSMsgType, web
 
@@ -103,13 +104,13 @@ _AURA2 = {
     "ja": "ama ebisu fujin izanami uzume",
 }
 _AURA1 = "angus arcas asteria athena helios hera luna orion orpheus perseus stella zeus"
-VOICES: Set[str] = {f"aura-2-{n}-{lang}" for lang, names in _AURA2.items() for n in names.split()}
+VOICES: set[str] = {f"aura-2-{n}-{lang}" for lang, names in _AURA2.items() for n in names.split()}
 VOICES |= {f"aura-{n}-en" for n in _AURA1.split()}
 DEFAULT_VOICE = "aura-asteria-en"
 
 _BYTES_PER_SAMPLE = {"mulaw": 1, "alaw": 1, "linear16": 2}
 
-CONFIG_DEFAULTS: Dict[str, Any] = {
+CONFIG_DEFAULTS: dict[str, Any] = {
     "api_key": None,  # None: any non-empty key is accepted
     "idle_timeout_s": 10.0,  # listen: close 1011 after this long without a message
     "tts_idle_timeout_s": 60.0,  # speak WebSocket idle close (unconfirmed value)
@@ -129,23 +130,24 @@ CONFIG_DEFAULTS: Dict[str, Any] = {
 
 
 def _now_iso() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-def _bool(v: Optional[str], default: bool = False) -> bool:
+def _bool(v: str | None, default: bool = False) -> bool:
     if v is None:
         return default
     return v.strip().lower() in ("true", "1", "yes")
 
 
-def _error_body(code: str, msg: str, request_id: str) -> Dict[str, str]:
+def _error_body(code: str, msg: str, request_id: str) -> dict[str, str]:
     return {"err_code": code, "err_msg": msg, "request_id": request_id}
 
 
 def _err_response(status: int, code: str, msg: str) -> web.Response:
     rid = str(uuid.uuid4())
     return web.json_response(
-        _error_body(code, msg, rid), status=status,
+        _error_body(code, msg, rid),
+        status=status,
         headers={"dg-request-id": rid, "dg-error": msg},
     )
 
@@ -161,25 +163,30 @@ def _wav_header(encoding: str, sample_rate: int, data_len: int) -> bytes:
         code = 7 if encoding == "mulaw" else 6
         fmt = struct.pack("<HHIIHHH", code, 1, sample_rate, sample_rate, 1, 8, 0)
     return (
-        b"RIFF" + struct.pack("<I", 4 + 8 + len(fmt) + 8 + data_len) + b"WAVE"
-        + b"fmt " + struct.pack("<I", len(fmt)) + fmt
-        + b"data" + struct.pack("<I", data_len)
+        b"RIFF"
+        + struct.pack("<I", 4 + 8 + len(fmt) + 8 + data_len)
+        + b"WAVE"
+        + b"fmt "
+        + struct.pack("<I", len(fmt))
+        + fmt
+        + b"data"
+        + struct.pack("<I", data_len)
     )
 
 
 # --------------------------------------------------------------------------- words
 
 
-_STRIP = ".,!?;:\"()[]{}¿¡…“”‘’"
+_STRIP = '.,!?;:"()[]{}¿¡…“”‘’'
 
 
-def _make_words(tokens: List[str], times: List[Tuple[float, float]], punctuate: bool) -> List[Dict[str, Any]]:
+def _make_words(tokens: list[str], times: list[tuple[float, float]], punctuate: bool) -> list[dict[str, Any]]:
     out = []
-    for tok, (start, end) in zip(tokens, times):
+    for tok, (start, end) in zip(tokens, times, strict=True):
         bare = tok.strip(_STRIP).lower()
         if not bare:
             continue
-        w: Dict[str, Any] = {"word": bare, "start": round(start, 3), "end": round(end, 3), "confidence": 0.99}
+        w: dict[str, Any] = {"word": bare, "start": round(start, 3), "end": round(end, 3), "confidence": 0.99}
         if punctuate:
             w["punctuated_word"] = tok
         out.append(w)
@@ -195,7 +202,7 @@ class _IdleWatch:
         self.last = self.loop.time()
         self.idle_s = idle_s
         self.on_idle = on_idle
-        self.task: Optional[asyncio.Future] = None
+        self.task: asyncio.Future | None = None
         self.handle = self.loop.call_later(idle_s, self._check) if idle_s > 0 else None
 
     def _check(self) -> None:
@@ -210,10 +217,8 @@ class _IdleWatch:
         if self.handle is not None:
             self.handle.cancel()
         if self.task is not None:
-            try:
+            with contextlib.suppress(Exception):
                 await self.task
-            except Exception:
-                pass
 
 
 # --------------------------------------------------------------------------- listen
@@ -222,8 +227,15 @@ class _IdleWatch:
 class _ListenSession:
     """One live-STT WebSocket. All work is synchronous per frame (no task per frame)."""
 
-    def __init__(self, server: "DeepgramStandin", ws: web.WebSocketResponse, rec: Dict[str, Any],
-                 q: Dict[str, str], cfg: Dict[str, Any], transport: Optional[asyncio.BaseTransport]):
+    def __init__(
+        self,
+        server: DeepgramStandin,
+        ws: web.WebSocketResponse,
+        rec: dict[str, Any],
+        q: dict[str, str],
+        cfg: dict[str, Any],
+        transport: asyncio.Transport | None,
+    ):
         self.server = server
         self.ws = ws
         self.rec = rec
@@ -242,7 +254,7 @@ class _ListenSession:
         self.frame_s = self.frame_bytes / self.bps
         ep = q.get("endpointing")
         if ep is None:
-            self.endpoint_s: Optional[float] = 0.010
+            self.endpoint_s: float | None = 0.010
         elif ep.strip().lower() == "false":
             self.endpoint_s = None
         elif ep.strip().lower() == "true":
@@ -251,7 +263,7 @@ class _ListenSession:
             self.endpoint_s = max(0.0, float(ep)) / 1000.0
         self.interim = _bool(q.get("interim_results"))
         ue = q.get("utterance_end_ms")
-        self.ue_s: Optional[float] = float(ue) / 1000.0 if ue not in (None, "") else None
+        self.ue_s: float | None = float(ue) / 1000.0 if ue else None  # absent or empty: off
         self.vad_events = _bool(q.get("vad_events"))
         self.punctuate = _bool(q.get("smart_format")) or _bool(q.get("punctuate"))
         self.tag = rec.get("tag")
@@ -269,7 +281,7 @@ class _ListenSession:
         self.last_word_end = 0.0
         self.ue_armed = False  # words were sent since the last UtteranceEnd
         self.out: asyncio.Queue = asyncio.Queue()
-        self.sender: Optional[asyncio.Task] = None
+        self.sender: asyncio.Task | None = None
         self.closed = False
         self._reset_utterance()
 
@@ -279,9 +291,9 @@ class _ListenSession:
         self.utt_t0 = 0.0  # time of utt_buf[0]
         self.utt_buf = bytearray()
         self.scan_pos = 0
-        self.records: List[Tuple[int, bool, str]] = []
-        self.source: Optional[str] = None  # "codec" | "script" | "noise"
-        self.script_tokens: List[str] = []
+        self.records: list[tuple[int, bool, str]] = []
+        self.source: str | None = None  # "codec" | "script" | "noise"
+        self.script_tokens: list[str] = []
         self.final_words = 0
         self.loud_s = 0.0
         self.speech_t0 = 0.0
@@ -294,7 +306,7 @@ class _ListenSession:
         return self.frames * self.frame_s
 
     # ---- output
-    def emit(self, msg: Dict[str, Any], delay_s: float = 0.0) -> None:
+    def emit(self, msg: dict[str, Any], delay_s: float = 0.0) -> None:
         counts = self.rec["events"]
         counts[msg["type"]] = counts.get(msg["type"], 0) + 1
         self.rec["audio_seconds"] = round(self.now, 3)
@@ -317,8 +329,15 @@ class _ListenSession:
             except Exception:  # connection gone: drain silently
                 self.closed = True
 
-    def _results(self, tokens: List[str], times: List[Tuple[float, float]], *, is_final: bool,
-                 speech_final: bool = False, from_finalize: bool = False) -> Dict[str, Any]:
+    def _results(
+        self,
+        tokens: list[str],
+        times: list[tuple[float, float]],
+        *,
+        is_final: bool,
+        speech_final: bool = False,
+        from_finalize: bool = False,
+    ) -> dict[str, Any]:
         words = _make_words(tokens, times, self.punctuate)
         if self.punctuate:
             transcript = " ".join(w["punctuated_word"] for w in words)
@@ -333,39 +352,47 @@ class _ListenSession:
             "is_final": is_final,
             "speech_final": speech_final,
             "from_finalize": from_finalize,
-            "channel": {"alternatives": [{
-                "transcript": transcript,
-                "confidence": 0.99 if words else 0.0,
-                "words": words,
-            }]},
-            "metadata": {"request_id": self.request_id, "model_info": self.model_info,
-                         "model_uuid": self.model_uuid},
+            "channel": {
+                "alternatives": [
+                    {
+                        "transcript": transcript,
+                        "confidence": 0.99 if words else 0.0,
+                        "words": words,
+                    }
+                ]
+            },
+            "metadata": {"request_id": self.request_id, "model_info": self.model_info, "model_uuid": self.model_uuid},
         }
         if words:
             self.last_word_end = words[-1]["end"]
             self.ue_armed = self.interim and self.ue_s is not None
         if is_final:
-            self.rec["transcripts"].append({
-                "transcript": transcript, "start": msg["start"], "duration": msg["duration"],
-                "speech_final": speech_final, "from_finalize": from_finalize,
-                # CLOCK_MONOTONIC is system-wide: benchmarks compare it with other processes'.
-                "sent_at": time.monotonic(),
-            })
+            self.rec["transcripts"].append(
+                {
+                    "transcript": transcript,
+                    "start": msg["start"],
+                    "duration": msg["duration"],
+                    "speech_final": speech_final,
+                    "from_finalize": from_finalize,
+                    # CLOCK_MONOTONIC is system-wide: benchmarks compare it with other processes'.
+                    "sent_at": time.monotonic(),
+                }
+            )
         else:
             self.rec["interims"] += 1
         return msg
 
     # ---- what was heard
     def _decode_codec(self) -> None:
-        found, resume = audio.find_text_records(bytes(self.utt_buf[self.scan_pos:]))
+        found, resume = audio.find_text_records(bytes(self.utt_buf[self.scan_pos :]))
         if found:
             base = self.scan_pos
             self.records.extend((base + off, joined, text) for off, joined, text in found)
         self.scan_pos += resume
 
-    def _codec_tokens(self) -> Tuple[List[str], List[Tuple[float, float]]]:
-        tokens: List[str] = []
-        starts: List[float] = []
+    def _codec_tokens(self) -> tuple[list[str], list[tuple[float, float]]]:
+        tokens: list[str] = []
+        starts: list[float] = []
         for off, joined, text in self.records:
             if joined and tokens:
                 tokens[-1] += text
@@ -379,7 +406,7 @@ class _ListenSession:
             times.append((s, max(s + 0.02, e)))
         return tokens, times
 
-    def _available(self, final: bool) -> Tuple[List[str], List[Tuple[float, float]]]:
+    def _available(self, final: bool) -> tuple[list[str], list[tuple[float, float]]]:
         """All words heard so far in this utterance (including ones already final)."""
         if self.source in (None, "codec"):
             self._decode_codec()
@@ -402,8 +429,7 @@ class _ListenSession:
             expected = max(0.3, len(" ".join(toks)) * audio.MS_PER_CHAR / 1000.0)
             t0 = self.speech_t0
             span = max(self.last_loud_end - t0, 0.05 * len(toks))
-            times = [(t0 + span * i / len(toks), t0 + span * (i + 1) / len(toks) - 0.01)
-                     for i in range(len(toks))]
+            times = [(t0 + span * i / len(toks), t0 + span * (i + 1) / len(toks) - 0.01) for i in range(len(toks))]
             if final:
                 return toks, times
             n = min(len(toks), max(1, math.ceil(len(toks) * self.loud_s / expected)))
@@ -413,19 +439,18 @@ class _ListenSession:
     # ---- events
     def _interim(self) -> None:
         toks, times = self._available(final=False)
-        new = toks[self.final_words:]
+        new = toks[self.final_words :]
         if new:
-            self.emit(self._results(new, times[self.final_words:], is_final=False))
+            self.emit(self._results(new, times[self.final_words :], is_final=False))
 
     def _final(self, *, speech_final: bool, from_finalize: bool = False, end_utt: bool) -> None:
         if self.utt:
             toks, times = self._available(final=end_utt)
         else:
             toks, times = [], []
-        new, new_times = toks[self.final_words:], times[self.final_words:]
+        new, new_times = toks[self.final_words :], times[self.final_words :]
         self.final_words = len(toks)
-        msg = self._results(new, new_times, is_final=True, speech_final=speech_final,
-                            from_finalize=from_finalize)
+        msg = self._results(new, new_times, is_final=True, speech_final=speech_final, from_finalize=from_finalize)
         delay = float(self.server._cfg_get("final_latency_ms")) / 1000.0
         self.emit(msg, delay)
         self.seg_start = self.now
@@ -493,8 +518,7 @@ class _ListenSession:
         # UtteranceEnd: utterance_end_ms of audio without a new word (noise included)
         if self.ue_armed and t1 >= self.last_word_end + self.ue_s:  # type: ignore[operator]
             self.ue_armed = False
-            self.emit({"type": "UtteranceEnd", "channel": [0, self.channels],
-                       "last_word_end": self.last_word_end})
+            self.emit({"type": "UtteranceEnd", "channel": [0, self.channels], "last_word_end": self.last_word_end})
             self.rec["utterance_ends"].append(time.monotonic())
         self.prev_frame = frame
 
@@ -502,11 +526,15 @@ class _ListenSession:
     def finalize(self) -> None:
         self._final(speech_final=False, from_finalize=True, end_utt=True)
 
-    def metadata(self) -> Dict[str, Any]:
+    def metadata(self) -> dict[str, Any]:
         return {
-            "type": "Metadata", "transaction_key": "deprecated", "request_id": self.request_id,
-            "sha256": self.sha.hexdigest(), "created": self.rec["created"],
-            "duration": round(self.now, 3), "channels": self.channels,
+            "type": "Metadata",
+            "transaction_key": "deprecated",
+            "request_id": self.request_id,
+            "sha256": self.sha.hexdigest(),
+            "created": self.rec["created"],
+            "duration": round(self.now, 3),
+            "channels": self.channels,
             "models": [self.model_uuid],
             "model_info": {self.model_uuid: self.model_info},
         }
@@ -521,8 +549,16 @@ class _ListenSession:
 
 
 class _SpeakSession:
-    def __init__(self, server: "DeepgramStandin", ws: web.WebSocketResponse, rec: Dict[str, Any],
-                 model: str, encoding: str, cfg: Dict[str, Any], transport: Optional[asyncio.BaseTransport]):
+    def __init__(
+        self,
+        server: DeepgramStandin,
+        ws: web.WebSocketResponse,
+        rec: dict[str, Any],
+        model: str,
+        encoding: str,
+        cfg: dict[str, Any],
+        transport: asyncio.Transport | None,
+    ):
         self.server = server
         self.ws = ws
         self.rec = rec
@@ -534,7 +570,7 @@ class _SpeakSession:
         self.flushes = 0
         self.gen = 0  # bumped by Clear: jobs of an older generation are dropped
         self.jobs: asyncio.Queue = asyncio.Queue()
-        self.worker: Optional[asyncio.Task] = None
+        self.worker: asyncio.Task | None = None
 
     def abort(self) -> None:
         self.rec["close_reason"] = "dropped (fault injection)"
@@ -562,8 +598,7 @@ class _SpeakSession:
 
     async def _synthesize(self, gen: int, text: str) -> bool:
         cfg = self.server._cfg_snapshot()
-        data = audio.encode_text(text, ms_per_char=float(cfg["tts_ms_per_char"]),
-                                 min_ms=float(cfg["tts_min_ms"]))
+        data = audio.encode_text(text, ms_per_char=float(cfg["tts_ms_per_char"]), min_ms=float(cfg["tts_min_ms"]))
         chunk = max(1, int(8000 * float(cfg["tts_chunk_ms"]) / 1000.0))
         factor = float(cfg["tts_realtime_factor"])
         first = float(cfg["tts_first_byte_ms"]) / 1000.0
@@ -590,27 +625,28 @@ class _SpeakSession:
 
 class DeepgramStandin(ThreadedServer):
     """aiohttp app speaking Deepgram's listen/speak protocols (see module docstring)."""
+
     thread_name = "deepgram-standin"
 
-    def __init__(self, *, api_key: Optional[str] = None, **config: Any) -> None:
+    def __init__(self, *, api_key: str | None = None, **config: Any) -> None:
         unknown = set(config) - set(CONFIG_DEFAULTS)
         if unknown:
             raise TypeError(f"unknown config keys: {sorted(unknown)}")
         self._defaults = dict(CONFIG_DEFAULTS, api_key=api_key, **config)
         self._lock = threading.Lock()
-        self._cfg: Dict[str, Any] = dict(self._defaults)
-        self._records: List[Dict[str, Any]] = []
-        self._scripts: Dict[Optional[str], List[str]] = {}
-        self._drops: List[Tuple[str, float]] = []
-        self._refusals: List[Tuple[str, int]] = []
-        self._active: Set[Any] = set()
-        self._tasks: Set["asyncio.Task[Any]"] = set()  # streaming REST handlers
-        self._runner: Optional[web.AppRunner] = None
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._thread: Optional[threading.Thread] = None
+        self._cfg: dict[str, Any] = dict(self._defaults)
+        self._records: list[dict[str, Any]] = []
+        self._scripts: dict[str | None, list[str]] = {}
+        self._drops: list[tuple[str, float]] = []
+        self._refusals: list[tuple[str, int]] = []
+        self._active: set[Any] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()  # streaming REST handlers
+        self._runner: web.AppRunner | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
         self._seq = 0
-        self._loop_thread: Optional[int] = None
-        self.base_url: Optional[str] = None
+        self._loop_thread: int | None = None
+        self.base_url: str | None = None
 
     # ------------------------------------------------------------ lifecycle
     def make_app(self) -> web.Application:
@@ -633,8 +669,7 @@ class DeepgramStandin(ThreadedServer):
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
-        self._runner = web.AppRunner(self.make_app(), handle_signals=False, access_log=None,
-                                     shutdown_timeout=1.0)
+        self._runner = web.AppRunner(self.make_app(), handle_signals=False, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, backlog=4096, reuse_address=True)
         await site.start()
@@ -659,16 +694,17 @@ class DeepgramStandin(ThreadedServer):
             task.cancel()
         sessions = list(self._active)
         if sessions:
-            await asyncio.wait([asyncio.ensure_future(s.ws.close(code=1001, message=b"server shutdown"))
-                                for s in sessions], timeout=3)
+            await asyncio.wait(
+                [asyncio.ensure_future(s.ws.close(code=1001, message=b"server shutdown")) for s in sessions], timeout=3
+            )
 
     async def _on_shutdown(self, app: web.Application) -> None:
         await self._close_all()
 
-
-    def requests(self) -> List[Dict[str, Any]]:
+    def requests(self) -> list[dict[str, Any]]:
         """A snapshot (deep copy) of every connection / request received."""
-        def snap() -> List[Dict[str, Any]]:
+
+        def snap() -> list[dict[str, Any]]:
             with self._lock:
                 return copy.deepcopy(self._records)
 
@@ -684,7 +720,7 @@ class DeepgramStandin(ThreadedServer):
             self._refusals.clear()
             self._cfg = dict(self._defaults)
 
-    def set_script(self, lines: List[str], tag: Optional[str] = None, append: bool = False) -> None:
+    def set_script(self, lines: list[str], tag: str | None = None, append: bool = False) -> None:
         """Lines heard, in order, by streams with this ``tag`` (None: streams whose tag
         has no script) when the audio carries no codec text."""
         with self._lock:
@@ -725,11 +761,11 @@ class DeepgramStandin(ThreadedServer):
     def _cfg_get(self, key: str) -> Any:
         return self._cfg[key]
 
-    def _cfg_snapshot(self) -> Dict[str, Any]:
+    def _cfg_snapshot(self) -> dict[str, Any]:
         with self._lock:
             return dict(self._cfg)
 
-    def _next_line(self, tag: Optional[str]) -> str:
+    def _next_line(self, tag: str | None) -> str:
         with self._lock:
             for key in (tag, None):
                 lines = self._scripts.get(key)
@@ -737,7 +773,7 @@ class DeepgramStandin(ThreadedServer):
                     return lines.pop(0)
             return str(self._cfg["default_transcript"])
 
-    def _take(self, items: List[Tuple[str, Any]], kind: str) -> Any:
+    def _take(self, items: list[tuple[str, Any]], kind: str) -> Any:
         with self._lock:
             for i, (k, v) in enumerate(items):
                 if k in (kind, "any"):
@@ -745,26 +781,43 @@ class DeepgramStandin(ThreadedServer):
                     return v
         return None
 
-    def _new_record(self, kind: str, request: web.Request) -> Dict[str, Any]:
+    def _new_record(self, kind: str, request: web.Request) -> dict[str, Any]:
         with self._lock:
             self._seq += 1
             tags = request.query.getall("tag", [])
-            rec: Dict[str, Any] = {
-                "id": self._seq, "kind": kind, "path": request.path,
-                "query": {k: (v if len(request.query.getall(k)) == 1 else request.query.getall(k))
-                          for k, v in request.query.items()},
+            rec: dict[str, Any] = {
+                "id": self._seq,
+                "kind": kind,
+                "path": request.path,
+                "query": {
+                    k: (v if len(request.query.getall(k)) == 1 else request.query.getall(k))
+                    for k, v in request.query.items()
+                },
                 "tag": tags[0] if tags else None,
-                "request_id": str(uuid.uuid4()), "created": _now_iso(),
-                "opened_at": time.time(), "closed_at": None, "status": None, "close_reason": None,
-                "bytes_received": 0, "audio_seconds": 0.0, "bytes_sent": 0,
-                "control": {}, "events": {}, "transcripts": [], "utterance_ends": [], "interims": 0,
-                "script_lines_used": [], "speak_texts": [], "flushes": 0, "clears": 0,
+                "request_id": str(uuid.uuid4()),
+                "created": _now_iso(),
+                "opened_at": time.time(),
+                "closed_at": None,
+                "status": None,
+                "close_reason": None,
+                "bytes_received": 0,
+                "audio_seconds": 0.0,
+                "bytes_sent": 0,
+                "control": {},
+                "events": {},
+                "transcripts": [],
+                "utterance_ends": [],
+                "interims": 0,
+                "script_lines_used": [],
+                "speak_texts": [],
+                "flushes": 0,
+                "clears": 0,
                 "synthesized": [],
             }
             self._records.append(rec)
             return rec
 
-    def _auth_error(self, request: web.Request) -> Optional[web.Response]:
+    def _auth_error(self, request: web.Request) -> web.Response | None:
         key = None
         auth = request.headers.get("Authorization", "")
         parts = auth.split(None, 1)
@@ -779,7 +832,7 @@ class DeepgramStandin(ThreadedServer):
             return _err_response(401, "INVALID_AUTH", "Invalid credentials.")
         return None
 
-    def _gate(self, request: web.Request, rec: Dict[str, Any], kind: str) -> Optional[web.Response]:
+    def _gate(self, request: web.Request, rec: dict[str, Any], kind: str) -> web.Response | None:
         status = self._take(self._refusals, kind)
         if status is not None:
             rec["status"] = status
@@ -832,10 +885,14 @@ class DeepgramStandin(ThreadedServer):
         handle = asyncio.get_running_loop().call_later(drop_after, session.abort) if drop_after is not None else None
         self._active.add(session)
         session.sender = asyncio.create_task(session.send_loop())
+
         async def on_idle() -> None:
             rec["close_reason"] = "idle timeout (NET-0001)"
-            await ws.close(code=1011, message=b"Deepgram did not receive audio data or a text "
-                           b"message within the timeout window. See https://dpgr.am/net0001")
+            await ws.close(
+                code=1011,
+                message=b"Deepgram did not receive audio data or a text "
+                b"message within the timeout window. See https://dpgr.am/net0001",
+            )
 
         watch = _IdleWatch(float(cfg["idle_timeout_s"]), on_idle)
         loop_time = watch.loop.time
@@ -876,7 +933,7 @@ class DeepgramStandin(ThreadedServer):
                 session.out.put_nowait(None)
                 try:
                     await asyncio.wait_for(session.sender, 5)
-                except (asyncio.TimeoutError, Exception):
+                except (TimeoutError, Exception):
                     session.sender.cancel()
             rec["closed_at"] = time.time()
         return ws
@@ -887,7 +944,7 @@ class DeepgramStandin(ThreadedServer):
             await session.sender
 
     # ------------------------------------------------------------ /v1/speak
-    def _speak_params(self, request: web.Request) -> Tuple[Optional[web.Response], str, str, int]:
+    def _speak_params(self, request: web.Request) -> tuple[web.Response | None, str, str, int]:
         q = request.query
         model = q.get("model", DEFAULT_VOICE)
         encoding = q.get("encoding", "linear16")
@@ -896,13 +953,19 @@ class DeepgramStandin(ThreadedServer):
         except ValueError:
             return _err_response(400, "INVALID_QUERY_PARAMETER", "Invalid sample_rate."), model, encoding, 0
         if model not in VOICES:
-            return (_err_response(400, "INVALID_QUERY_PARAMETER",
-                                  f"No such model/version/tier combination found: {model}"),
-                    model, encoding, rate)
+            return (
+                _err_response(400, "INVALID_QUERY_PARAMETER", f"No such model/version/tier combination found: {model}"),
+                model,
+                encoding,
+                rate,
+            )
         if encoding not in _BYTES_PER_SAMPLE or encoding == "alaw":
-            return (_err_response(400, "UNSUPPORTED_AUDIO_FORMAT",
-                                  f"Unsupported encoding for this stand-in: {encoding}"),
-                    model, encoding, rate)
+            return (
+                _err_response(400, "UNSUPPORTED_AUDIO_FORMAT", f"Unsupported encoding for this stand-in: {encoding}"),
+                model,
+                encoding,
+                rate,
+            )
         return None, model, encoding, rate
 
     async def _speak_ws(self, request: web.Request) -> web.StreamResponse:
@@ -924,12 +987,19 @@ class DeepgramStandin(ThreadedServer):
         drop_after = self._take(self._drops, "speak")
         handle = asyncio.get_running_loop().call_later(drop_after, session.abort) if drop_after is not None else None
         self._active.add(session)
-        await ws.send_str(json.dumps({
-            "type": "Metadata", "request_id": rec["request_id"], "model_name": model,
-            "model_version": "2025-01-01.0",
-            "model_uuid": str(uuid.uuid5(uuid.NAMESPACE_URL, "deepgram-standin/" + model)),
-        }))
+        await ws.send_str(
+            json.dumps(
+                {
+                    "type": "Metadata",
+                    "request_id": rec["request_id"],
+                    "model_name": model,
+                    "model_version": "2025-01-01.0",
+                    "model_uuid": str(uuid.uuid5(uuid.NAMESPACE_URL, "deepgram-standin/" + model)),
+                }
+            )
+        )
         session.worker = asyncio.create_task(session.work())
+
         async def on_idle() -> None:
             rec["close_reason"] = "idle timeout"
             session.gen += 1
@@ -962,21 +1032,32 @@ class DeepgramStandin(ThreadedServer):
                         session.gen += 1
                         session.text = ""
                         rec["clears"] += 1
-                        await ws.send_str(json.dumps({"type": "Cleared",
-                                                      "sequence_id": max(0, session.flushes - 1)}))
+                        await ws.send_str(json.dumps({"type": "Cleared", "sequence_id": max(0, session.flushes - 1)}))
                     elif mtype == "Close":
                         rec["close_reason"] = "Close"
                         session.gen += 1
                         await ws.close(code=1000)
                         break
                     else:
-                        await ws.send_str(json.dumps({
-                            "type": "Warning", "code": "UNKNOWN_MESSAGE_TYPE",
-                            "description": f"Unknown message type: {mtype}"}))
+                        await ws.send_str(
+                            json.dumps(
+                                {
+                                    "type": "Warning",
+                                    "code": "UNKNOWN_MESSAGE_TYPE",
+                                    "description": f"Unknown message type: {mtype}",
+                                }
+                            )
+                        )
                 elif msg.type == WSMsgType.BINARY:
-                    await ws.send_str(json.dumps({
-                        "type": "Warning", "code": "BINARY_NOT_SUPPORTED",
-                        "description": "Binary messages are not supported."}))
+                    await ws.send_str(
+                        json.dumps(
+                            {
+                                "type": "Warning",
+                                "code": "BINARY_NOT_SUPPORTED",
+                                "description": "Binary messages are not supported.",
+                            }
+                        )
+                    )
                 else:
                     rec["close_reason"] = rec["close_reason"] or f"client {msg.type.name.lower()}"
                     break
@@ -988,10 +1069,8 @@ class DeepgramStandin(ThreadedServer):
             session.gen += 1
             session.jobs.put_nowait(None)
             session.worker.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await session.worker
-            except (asyncio.CancelledError, Exception):
-                pass
             rec["closed_at"] = time.time()
         return ws
 
@@ -1022,23 +1101,28 @@ class DeepgramStandin(ThreadedServer):
         except Exception:
             rec["status"] = 400
             rec["closed_at"] = time.time()
-            return _err_response(400, "INVALID_REQUEST_BODY",
-                                 "Invalid JSON body: expected {\"text\": \"...\"} with non-empty text.")
+            return _err_response(
+                400, "INVALID_REQUEST_BODY", 'Invalid JSON body: expected {"text": "..."} with non-empty text.'
+            )
         rec["speak_texts"].append(text)
         cfg = self._cfg_snapshot()
-        data = audio.encode_text(text, ms_per_char=float(cfg["tts_ms_per_char"]),
-                                 min_ms=float(cfg["tts_min_ms"]))
+        data = audio.encode_text(text, ms_per_char=float(cfg["tts_ms_per_char"]), min_ms=float(cfg["tts_min_ms"]))
         if encoding == "linear16":
             data = _to_linear16(data)
         container = request.query.get("container", "wav")
         if container != "none":
             data = _wav_header(encoding, rate, len(data)) + data
-        resp = web.StreamResponse(status=200, headers={
-            "Content-Type": "audio/wav" if container != "none" else (
-                "audio/mulaw" if encoding == "mulaw" else "audio/l16"),
-            "dg-request-id": rec["request_id"], "dg-model-name": model,
-            "dg-char-count": str(len(text)),
-        })
+        resp = web.StreamResponse(
+            status=200,
+            headers={
+                "Content-Type": "audio/wav"
+                if container != "none"
+                else ("audio/mulaw" if encoding == "mulaw" else "audio/l16"),
+                "dg-request-id": rec["request_id"],
+                "dg-model-name": model,
+                "dg-char-count": str(len(text)),
+            },
+        )
         resp.content_length = len(data)
         first = float(cfg["tts_first_byte_ms"]) / 1000.0
         if first > 0:
@@ -1061,7 +1145,7 @@ class DeepgramStandin(ThreadedServer):
         return resp
 
     # ------------------------------------------------------------ control handlers
-    async def _json(self, request: web.Request) -> Dict[str, Any]:
+    async def _json(self, request: web.Request) -> dict[str, Any]:
         if not request.can_read_body:
             return {}
         data = await request.json()
@@ -1097,8 +1181,7 @@ class DeepgramStandin(ThreadedServer):
 
     async def _h_drop(self, request: web.Request) -> web.Response:
         data = await self._json(request)
-        self.drop_next(float(data.get("after_s", 0.0)), int(data.get("count", 1)),
-                       str(data.get("kind", "listen")))
+        self.drop_next(float(data.get("after_s", 0.0)), int(data.get("count", 1)), str(data.get("kind", "listen")))
         return web.json_response({"ok": True})
 
     async def _h_drop_active(self, request: web.Request) -> web.Response:
@@ -1108,12 +1191,11 @@ class DeepgramStandin(ThreadedServer):
 
     async def _h_refuse(self, request: web.Request) -> web.Response:
         data = await self._json(request)
-        self.refuse_next(int(data.get("count", 1)), int(data.get("status", 503)),
-                         str(data.get("kind", "listen")))
+        self.refuse_next(int(data.get("count", 1)), int(data.get("status", 503)), str(data.get("kind", "listen")))
         return web.json_response({"ok": True})
 
 
-def main(argv: Optional[List[str]] = None) -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Deepgram stand-in (live STT + TTS)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765)
@@ -1129,10 +1211,8 @@ def main(argv: Optional[List[str]] = None) -> None:
         finally:
             await server.stop()
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run())
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

@@ -34,17 +34,25 @@ DEMO_PROMPT = (
 )
 DEMO_FIRST_MESSAGE = "Thanks for calling {{clinic_name}}, how can I help you today?"
 DEMO_CLINIC = {
-    "name": "Smile Dental Croydon", "timezone": "Europe/London", "address": "1 High Street, Croydon",
-    "opening_hours": {"mon-fri": "09:00-17:30", "sat": "09:00-12:00"}, "variables": {"city": "Croydon"},
+    "name": "Smile Dental Croydon",
+    "timezone": "Europe/London",
+    "address": "1 High Street, Croydon",
+    "opening_hours": {"mon-fri": "09:00-17:30", "sat": "09:00-12:00"},
+    "variables": {"city": "Croydon"},
 }
 DEMO_NUMBER = "+442011110001"
 # What the offline Claude stand-in answers in the demo (first matching rule wins).
 DEMO_CLAUDE_SCRIPT = [
-    {"system_contains": "summarise phone calls",
-     "text": '{"summary": "The caller booked a cleaning for Tuesday morning.", "extraction": '
-             '{"caller_name": null, "reason_for_calling": "cleaning", "appointment_wanted": "Tuesday morning"}}'},
-    {"match": "goodbye", "text": "You're welcome. See you on Tuesday, goodbye!",
-     "tool": {"name": "end_call", "input": {}}},
+    {
+        "system_contains": "summarise phone calls",
+        "text": '{"summary": "The caller booked a cleaning for Tuesday morning.", "extraction": '
+        '{"caller_name": null, "reason_for_calling": "cleaning", "appointment_wanted": "Tuesday morning"}}',
+    },
+    {
+        "match": "goodbye",
+        "text": "You're welcome. See you on Tuesday, goodbye!",
+        "tool": {"name": "end_call", "input": {}},
+    },
     {"match": "tuesday", "text": "Tuesday at ten in the morning is free. Shall I book that for you?"},
     {"match": "book", "text": "Of course, I can book a cleaning for you. What day suits you best?"},
     {"match": "open", "text": "We're open nine to half past five on weekdays, and Saturday mornings."},
@@ -59,8 +67,10 @@ class SeedError(Exception):
 def demo_twilio_credentials() -> tuple[str, str]:
     """The demo's Twilio account: the same every run, so the token stored with the number
     keeps matching the stand-in's."""
-    return ("AC" + hashlib.sha256(b"nixflex-demo-account").hexdigest()[:32],
-            hashlib.sha256(b"nixflex-demo-token").hexdigest()[:32])
+    return (
+        "AC" + hashlib.sha256(b"nixflex-demo-account").hexdigest()[:32],
+        hashlib.sha256(b"nixflex-demo-token").hexdigest()[:32],
+    )
 
 
 class Api:
@@ -122,8 +132,10 @@ def demo_number(api: Api, twilio_standin: str, agent_id: str) -> str:
     status, stored = api.call("GET", f"/v1/phone-numbers/{DEMO_NUMBER}", ok=(200, 404))
     stored = stored if status == 200 else None
     if stored is not None and stored["twilio_sid"] != sid:
-        raise SeedError(f"{DEMO_NUMBER} is stored with another Twilio account ({stored['twilio_sid']}); "
-                        f"remove it (DELETE /v1/phone-numbers/{DEMO_NUMBER}) or use a fresh database")
+        raise SeedError(
+            f"{DEMO_NUMBER} is stored with another Twilio account ({stored['twilio_sid']}); "
+            f"remove it (DELETE /v1/phone-numbers/{DEMO_NUMBER}) or use a fresh database"
+        )
     at_twilio = {n["phone_number"]: n for n in _standin("GET", f"{twilio_standin}/_standin/numbers/{sid}")}
     known = at_twilio.get(DEMO_NUMBER)
     if known is None:
@@ -132,14 +144,26 @@ def demo_number(api: Api, twilio_standin: str, agent_id: str) -> str:
             fields["sid"] = stored["twilio_number_sid"]
         _standin("POST", f"{twilio_standin}/_standin/numbers", fields)
     elif stored is not None and known["sid"] != stored["twilio_number_sid"]:
-        raise SeedError(f"the Twilio stand-in has {DEMO_NUMBER} as {known['sid']} but the database as "
-                        f"{stored['twilio_number_sid']}; restart the stand-ins")
+        raise SeedError(
+            f"the Twilio stand-in has {DEMO_NUMBER} as {known['sid']} but the database as "
+            f"{stored['twilio_number_sid']}; restart the stand-ins"
+        )
     if stored is None:
-        clinic = api.find("/v1/customers", name=DEMO_CLINIC["name"]) or api.call("POST", "/v1/customers",
-                                                                                  DEMO_CLINIC)[1]
-        api.call("POST", "/v1/phone-numbers", {
-            "phone_number": DEMO_NUMBER, "twilio_sid": sid, "twilio_token": token, "agent_id": agent_id,
-            "customer_id": clinic["id"], "friendly_name": DEMO_CLINIC["name"]})
+        clinic = (
+            api.find("/v1/customers", name=DEMO_CLINIC["name"]) or api.call("POST", "/v1/customers", DEMO_CLINIC)[1]
+        )
+        api.call(
+            "POST",
+            "/v1/phone-numbers",
+            {
+                "phone_number": DEMO_NUMBER,
+                "twilio_sid": sid,
+                "twilio_token": token,
+                "agent_id": agent_id,
+                "customer_id": clinic["id"],
+                "friendly_name": DEMO_CLINIC["name"],
+            },
+        )
     else:
         api.call("POST", f"/v1/phone-numbers/{DEMO_NUMBER}/repair")
     return DEMO_NUMBER
@@ -148,8 +172,14 @@ def demo_number(api: Api, twilio_standin: str, agent_id: str) -> str:
 def seed(*, server: str, domain: str, twilio_standin: str = "", anthropic_standin: str = "") -> dict[str, Any]:
     schema_name, key = demo_account(domain)
     api = Api(server, f"{key['key_id']}:{key['key_secret']}")
-    agent = api.find("/v1/agents", name=DEMO_AGENT_NAME) or api.call("POST", "/v1/agents", {
-        "name": DEMO_AGENT_NAME, "system_prompt": DEMO_PROMPT, "first_message": DEMO_FIRST_MESSAGE})[1]
+    agent = (
+        api.find("/v1/agents", name=DEMO_AGENT_NAME)
+        or api.call(
+            "POST",
+            "/v1/agents",
+            {"name": DEMO_AGENT_NAME, "system_prompt": DEMO_PROMPT, "first_message": DEMO_FIRST_MESSAGE},
+        )[1]
+    )
     out: dict[str, Any] = {"schema_name": schema_name, "domain": domain, "agent_id": agent["id"]}
     if twilio_standin:
         out["phone_number"] = demo_number(api, twilio_standin, agent["id"])
@@ -162,14 +192,24 @@ def main() -> int:
     parser = argparse.ArgumentParser(description="Seed the demo account against a running server.")
     parser.add_argument("--server", required=True, help="where the server listens, e.g. http://127.0.0.1:8000")
     parser.add_argument("--domain", default="demo.localhost", help="the demo account's host")
-    parser.add_argument("--twilio-standin", default="",
-                        help="base URL of the local Twilio stand-in: also provision the demo clinic's number on it")
-    parser.add_argument("--anthropic-standin", default="",
-                        help="base URL of the local Anthropic stand-in: give it a dental receptionist's script")
+    parser.add_argument(
+        "--twilio-standin",
+        default="",
+        help="base URL of the local Twilio stand-in: also provision the demo clinic's number on it",
+    )
+    parser.add_argument(
+        "--anthropic-standin",
+        default="",
+        help="base URL of the local Anthropic stand-in: give it a dental receptionist's script",
+    )
     args = parser.parse_args()
     try:
-        out = seed(server=args.server, domain=args.domain, twilio_standin=args.twilio_standin,
-                   anthropic_standin=args.anthropic_standin)
+        out = seed(
+            server=args.server,
+            domain=args.domain,
+            twilio_standin=args.twilio_standin,
+            anthropic_standin=args.anthropic_standin,
+        )
     except (SeedError, requests.RequestException) as exc:
         print(f"seed_demo: {exc}", file=sys.stderr)
         return 1

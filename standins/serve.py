@@ -25,16 +25,22 @@ def _write_ready_file(path: str, urls: dict[str, str]) -> None:
     os.replace(f"{path}.tmp", path)
 
 
-async def serve(host: str, twilio_port: int, deepgram_port: int, anthropic_port: int,
-                twilio_latency_ms: float, ready_file: str = "") -> None:
+async def serve(
+    host: str, twilio_port: int, deepgram_port: int, anthropic_port: int, twilio_latency_ms: float, ready_file: str = ""
+) -> None:
     twilio = TwilioStandin(latency_ms=twilio_latency_ms)
     deepgram = DeepgramStandin()
     anthropic = AnthropicStandin()
-    urls = [await twilio.start(host, twilio_port), await deepgram.start(host, deepgram_port),
-            await anthropic.start(host, anthropic_port)]
+    urls = [
+        await twilio.start(host, twilio_port),
+        await deepgram.start(host, deepgram_port),
+        await anthropic.start(host, anthropic_port),
+    ]
     print("stand-ins: twilio {}, deepgram {}, anthropic {}".format(*urls), flush=True)
     if ready_file:
-        await asyncio.to_thread(_write_ready_file, ready_file, dict(zip(("twilio", "deepgram", "anthropic"), urls)))
+        await asyncio.to_thread(
+            _write_ready_file, ready_file, dict(zip(("twilio", "deepgram", "anthropic"), urls, strict=True))
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -53,8 +59,16 @@ def main() -> None:
     parser.add_argument("--twilio-latency-ms", type=float, default=0.0)
     parser.add_argument("--ready-file", default="", help="write the three base URLs here (JSON) once listening")
     args = parser.parse_args()
-    asyncio.run(serve(args.host, args.twilio_port, args.deepgram_port, args.anthropic_port, args.twilio_latency_ms,
-                      args.ready_file))
+    asyncio.run(
+        serve(
+            args.host,
+            args.twilio_port,
+            args.deepgram_port,
+            args.anthropic_port,
+            args.twilio_latency_ms,
+            args.ready_file,
+        )
+    )
 
 
 if __name__ == "__main__":

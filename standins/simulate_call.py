@@ -72,8 +72,16 @@ def simulate(*, to: str, from_: str, server: str, twilio: str, say: list[str], a
     server, twilio = server.rstrip("/"), twilio.rstrip("/")
     account_sid, token, public_base_url = number_at_twilio(twilio, to)
     script = [Utterance(text) for text in (say or DEFAULT_SCRIPT)]
-    call = SimulatedCall(server_url=server, public_base_url=public_base_url, twilio_url=twilio,
-                         account_sid=account_sid, auth_token=token, from_number=from_, to_number=to, script=script)
+    call = SimulatedCall(
+        server_url=server,
+        public_base_url=public_base_url,
+        twilio_url=twilio,
+        account_sid=account_sid,
+        auth_token=token,
+        from_number=from_,
+        to_number=to,
+        script=script,
+    )
     rec = asyncio.run(call.run())
     if rec.refused:
         print(f"The call was not connected:\n{rec.twiml}")
@@ -89,8 +97,10 @@ def simulate(*, to: str, from_: str, server: str, twilio: str, say: list[str], a
     print("Engine time per turn (end of caller turn -> first audio frame sent):")
     for turn in saved.get("turns") or []:
         if turn.get("engine_ms") is not None:
-            print(f"  turn {turn['index']}: {turn['engine_ms']:.1f} ms "
-                  f"(voice-to-voice {turn['voice_to_voice_ms']:.1f} ms)")
+            print(
+                f"  turn {turn['index']}: {turn['engine_ms']:.1f} ms "
+                f"(voice-to-voice {turn['voice_to_voice_ms']:.1f} ms)"
+            )
     print(f"See it in the API: GET /v1/calls/{rec.call_id}")
     return 0
 
@@ -105,8 +115,9 @@ def main() -> int:
     parser.add_argument("--api-key", default="", help="KEY_ID:KEY_SECRET of the number's account (for the timings)")
     args = parser.parse_args()
     try:
-        return simulate(to=args.to, from_=args.from_, server=args.server, twilio=args.twilio, say=args.say,
-                        api_key=args.api_key)
+        return simulate(
+            to=args.to, from_=args.from_, server=args.server, twilio=args.twilio, say=args.say, api_key=args.api_key
+        )
     except (SimulationError, requests.RequestException) as exc:
         print(f"simulate_call: {exc}", file=sys.stderr)
         return 1

@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 
 class ThreadedServer:
@@ -14,9 +15,9 @@ class ThreadedServer:
     `self._loop` / `self._loop_thread` (the loop's thread ident) when it starts."""
 
     thread_name = "standin"
-    _loop: Optional[asyncio.AbstractEventLoop]
-    _loop_thread: Optional[int]
-    _thread: Optional[threading.Thread]
+    _loop: asyncio.AbstractEventLoop | None
+    _loop_thread: int | None
+    _thread: threading.Thread | None
 
     def start_in_thread(self, host: str = "127.0.0.1", port: int = 0) -> str:
         ready: concurrent.futures.Future = concurrent.futures.Future()

@@ -42,6 +42,7 @@ import asyncio
 import base64
 import binascii
 import collections
+import contextlib
 import copy
 import datetime as _dt
 import email.utils
@@ -52,10 +53,12 @@ import secrets
 import threading
 import time
 import uuid
-from typing import Any, Callable, Iterable, Optional
+from collections.abc import Callable, Iterable
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from aiohttp import web
+from multidict import MultiMapping
 
 __all__ = [
     "TwilioStandin",
@@ -82,6 +85,7 @@ _FAIL_MODES = {"none", "500", "503", "429", "401", "timeout"}
 
 # --------------------------------------------------------------------------- helpers
 
+
 def make_sid(prefix: str) -> str:
     """A Twilio-style SID: two-letter prefix + 32 lowercase hex digits."""
     return prefix + uuid.uuid4().hex
@@ -96,10 +100,10 @@ def make_token() -> str:
 
 
 def _now() -> _dt.datetime:
-    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0)
+    return _dt.datetime.now(_dt.UTC).replace(microsecond=0)
 
 
-def _rfc2822(when: Optional[_dt.datetime] = None) -> str:
+def _rfc2822(when: _dt.datetime | None = None) -> str:
     """'Thu, 30 Jul 2015 20:12:31 +0000', as Twilio writes dates."""
     return email.utils.format_datetime(when or _now())
 
@@ -155,7 +159,7 @@ def _num_segments(body: str) -> int:
     return 1 if units <= 70 else math.ceil(units / 67)
 
 
-def _decode_basic(header: str) -> tuple[Optional[str], Optional[str]]:
+def _decode_basic(header: str) -> tuple[str | None, str | None]:
     """(user, password) from an HTTP Basic Authorization header, or (None, None)."""
     scheme, _, encoded = header.strip().partition(" ")
     if scheme.lower() != "basic" or not encoded:
@@ -168,10 +172,10 @@ def _decode_basic(header: str) -> tuple[Optional[str], Optional[str]]:
     return (user, password) if sep else (None, None)
 
 
-def _multidict_to_dict(md) -> dict[str, Any]:
+def _multidict_to_dict(md: MultiMapping[Any]) -> dict[str, Any]:
     """Form/query params: a str per key, or a list when the key is repeated."""
     out: dict[str, Any] = {}
-    for key in md.keys():
+    for key in md:
         if key in out:
             continue
         values = md.getall(key)
@@ -182,7 +186,7 @@ def _multidict_to_dict(md) -> dict[str, Any]:
 class TwilioApiError(Exception):
     """An error answered in Twilio's shape."""
 
-    def __init__(self, status: int, code: Optional[int], message: str, headers=None):
+    def __init__(self, status: int, code: int | None, message: str, headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status = status
         self.code = code
@@ -199,8 +203,7 @@ class TwilioApiError(Exception):
 
 
 def _auth_error() -> TwilioApiError:
-    return TwilioApiError(401, 20003, "Authenticate",
-                          headers={"WWW-Authenticate": 'Basic realm="Twilio API"'})
+    return TwilioApiError(401, 20003, "Authenticate", headers={"WWW-Authenticate": 'Basic realm="Twilio API"'})
 
 
 def _not_found(path: str) -> TwilioApiError:
@@ -214,43 +217,123 @@ def _bad(code: int, message: str, status: int = 400) -> TwilioApiError:
 # --------------------------------------------------------------------------- parameter sets (from twilio 9.13)
 
 NUMBER_WRITE_PARAMS = {
-    "AccountSid", "ApiVersion", "FriendlyName", "SmsApplicationSid", "SmsFallbackMethod",
-    "SmsFallbackUrl", "SmsMethod", "SmsUrl", "StatusCallback", "StatusCallbackMethod",
-    "VoiceApplicationSid", "VoiceCallerIdLookup", "VoiceFallbackMethod", "VoiceFallbackUrl",
-    "VoiceMethod", "VoiceUrl", "EmergencyStatus", "EmergencyAddressSid", "TrunkSid",
-    "VoiceReceiveMode", "IdentitySid", "AddressSid", "BundleSid",
+    "AccountSid",
+    "ApiVersion",
+    "FriendlyName",
+    "SmsApplicationSid",
+    "SmsFallbackMethod",
+    "SmsFallbackUrl",
+    "SmsMethod",
+    "SmsUrl",
+    "StatusCallback",
+    "StatusCallbackMethod",
+    "VoiceApplicationSid",
+    "VoiceCallerIdLookup",
+    "VoiceFallbackMethod",
+    "VoiceFallbackUrl",
+    "VoiceMethod",
+    "VoiceUrl",
+    "EmergencyStatus",
+    "EmergencyAddressSid",
+    "TrunkSid",
+    "VoiceReceiveMode",
+    "IdentitySid",
+    "AddressSid",
+    "BundleSid",
 }
 NUMBER_CREATE_PARAMS = (NUMBER_WRITE_PARAMS - {"AccountSid"}) | {"PhoneNumber", "AreaCode"}
 CALL_CREATE_PARAMS = {
-    "To", "From", "Method", "FallbackUrl", "FallbackMethod", "StatusCallback",
-    "StatusCallbackEvent", "StatusCallbackMethod", "SendDigits", "Timeout", "Record",
-    "RecordingChannels", "RecordingStatusCallback", "RecordingStatusCallbackMethod",
-    "RecordingConfigurationId", "SipAuthUsername", "SipAuthPassword", "MachineDetection",
-    "MachineDetectionTimeout", "RecordingStatusCallbackEvent", "Trim", "CallerId",
-    "MachineDetectionSpeechThreshold", "MachineDetectionSpeechEndThreshold",
-    "MachineDetectionSilenceTimeout", "AsyncAmd", "AsyncAmdStatusCallback",
-    "AsyncAmdStatusCallbackMethod", "Passports", "Byoc", "CallReason", "CallToken",
-    "RecordingTrack", "TimeLimit", "ClientNotificationUrl", "Url", "Twiml", "ApplicationSid",
+    "To",
+    "From",
+    "Method",
+    "FallbackUrl",
+    "FallbackMethod",
+    "StatusCallback",
+    "StatusCallbackEvent",
+    "StatusCallbackMethod",
+    "SendDigits",
+    "Timeout",
+    "Record",
+    "RecordingChannels",
+    "RecordingStatusCallback",
+    "RecordingStatusCallbackMethod",
+    "RecordingConfigurationId",
+    "SipAuthUsername",
+    "SipAuthPassword",
+    "MachineDetection",
+    "MachineDetectionTimeout",
+    "RecordingStatusCallbackEvent",
+    "Trim",
+    "CallerId",
+    "MachineDetectionSpeechThreshold",
+    "MachineDetectionSpeechEndThreshold",
+    "MachineDetectionSilenceTimeout",
+    "AsyncAmd",
+    "AsyncAmdStatusCallback",
+    "AsyncAmdStatusCallbackMethod",
+    "Passports",
+    "Byoc",
+    "CallReason",
+    "CallToken",
+    "RecordingTrack",
+    "TimeLimit",
+    "ClientNotificationUrl",
+    "Url",
+    "Twiml",
+    "ApplicationSid",
 }
 CALL_UPDATE_PARAMS = {
-    "Url", "Method", "Status", "FallbackUrl", "FallbackMethod", "StatusCallback",
-    "StatusCallbackMethod", "Twiml", "TimeLimit",
+    "Url",
+    "Method",
+    "Status",
+    "FallbackUrl",
+    "FallbackMethod",
+    "StatusCallback",
+    "StatusCallbackMethod",
+    "Twiml",
+    "TimeLimit",
 }
 MESSAGE_CREATE_PARAMS = {
-    "To", "StatusCallback", "ApplicationSid", "MaxPrice", "ProvideFeedback", "Attempt",
-    "ValidityPeriod", "ForceDelivery", "ContentRetention", "AddressRetention", "SmartEncoded",
-    "PersistentAction", "TrafficType", "ShortenUrls", "ScheduleType", "SendAt", "SendAsMms",
-    "ContentVariables", "MessageIntent", "RiskCheck", "From", "FallbackFrom",
-    "MessagingServiceSid", "Body", "MediaUrl", "ContentSid",
+    "To",
+    "StatusCallback",
+    "ApplicationSid",
+    "MaxPrice",
+    "ProvideFeedback",
+    "Attempt",
+    "ValidityPeriod",
+    "ForceDelivery",
+    "ContentRetention",
+    "AddressRetention",
+    "SmartEncoded",
+    "PersistentAction",
+    "TrafficType",
+    "ShortenUrls",
+    "ScheduleType",
+    "SendAt",
+    "SendAsMms",
+    "ContentVariables",
+    "MessageIntent",
+    "RiskCheck",
+    "From",
+    "FallbackFrom",
+    "MessagingServiceSid",
+    "Body",
+    "MediaUrl",
+    "ContentSid",
 }
 
 # number fields: PascalCase param -> kind
 _NUMBER_URL_FIELDS = {"VoiceUrl", "VoiceFallbackUrl", "SmsUrl", "SmsFallbackUrl", "StatusCallback"}
-_NUMBER_METHOD_FIELDS = {"VoiceMethod", "VoiceFallbackMethod", "SmsMethod", "SmsFallbackMethod",
-                         "StatusCallbackMethod"}
-_NUMBER_SID_FIELDS = {"VoiceApplicationSid": "AP", "SmsApplicationSid": "AP", "TrunkSid": "TK",
-                      "IdentitySid": "RI", "AddressSid": "AD", "EmergencyAddressSid": "AD",
-                      "BundleSid": "BU"}
+_NUMBER_METHOD_FIELDS = {"VoiceMethod", "VoiceFallbackMethod", "SmsMethod", "SmsFallbackMethod", "StatusCallbackMethod"}
+_NUMBER_SID_FIELDS = {
+    "VoiceApplicationSid": "AP",
+    "SmsApplicationSid": "AP",
+    "TrunkSid": "TK",
+    "IdentitySid": "RI",
+    "AddressSid": "AD",
+    "EmergencyAddressSid": "AD",
+    "BundleSid": "BU",
+}
 
 
 def _check_known(form: dict[str, Any], allowed: set[str]) -> None:
@@ -261,14 +344,14 @@ def _check_known(form: dict[str, Any], allowed: set[str]) -> None:
         raise _bad(20001, f"Unknown parameters: {', '.join(unknown)}")
 
 
-def _single(form: dict[str, Any], key: str) -> Optional[str]:
+def _single(form: dict[str, Any], key: str) -> str | None:
     value = form.get(key)
     if isinstance(value, list):
         raise _bad(20001, f"Parameter '{key}' may be given only once")
     return value
 
 
-def _method(form: dict[str, Any], key: str) -> Optional[str]:
+def _method(form: dict[str, Any], key: str) -> str | None:
     value = _single(form, key)
     if value is None:
         return None
@@ -277,7 +360,7 @@ def _method(form: dict[str, Any], key: str) -> Optional[str]:
     return value.upper()
 
 
-def _bool(form: dict[str, Any], key: str) -> Optional[bool]:
+def _bool(form: dict[str, Any], key: str) -> bool | None:
     value = _single(form, key)
     if value is None:
         return None
@@ -286,8 +369,7 @@ def _bool(form: dict[str, Any], key: str) -> Optional[bool]:
     return value.lower() == "true"
 
 
-def _int(form: dict[str, Any], key: str, lo: int, hi: Optional[int] = None,
-         clamp: bool = False) -> Optional[int]:
+def _int(form: dict[str, Any], key: str, lo: int, hi: int | None = None, clamp: bool = False) -> int | None:
     value = _single(form, key)
     if value is None:
         return None
@@ -305,6 +387,7 @@ def _int(form: dict[str, Any], key: str, lo: int, hi: Optional[int] = None,
 
 
 # --------------------------------------------------------------------------- the stand-in
+
 
 class TwilioStandin:
     """In-memory Twilio REST API.
@@ -326,12 +409,12 @@ class TwilioStandin:
     def __init__(self, latency_ms: float = 0):
         self._lock = threading.RLock()
         self._initial_latency_ms = float(latency_ms)
-        self._runner: Optional[web.AppRunner] = None
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._stopping: Optional[asyncio.Event] = None
-        self._thread: Optional[threading.Thread] = None
-        self._thread_loop: Optional[asyncio.AbstractEventLoop] = None
-        self.base_url: Optional[str] = None
+        self._runner: web.AppRunner | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+        self._thread: threading.Thread | None = None
+        self._thread_loop: asyncio.AbstractEventLoop | None = None
+        self.base_url: str | None = None
         self._route_table = self._routes()
         self._reset_state()
 
@@ -339,10 +422,10 @@ class TwilioStandin:
     def _reset_state(self) -> None:
         with self._lock:
             self._accounts: dict[str, dict[str, Any]] = {}
-            self._numbers: dict[str, dict[str, Any]] = {}           # PN -> resource
-            self._calls: dict[str, dict[str, Any]] = {}             # CA -> record
-            self._messages: dict[str, dict[str, Any]] = {}          # SM -> record
-            self._opted_out: set[tuple[str, Optional[str]]] = set()  # (to, from|None)
+            self._numbers: dict[str, dict[str, Any]] = {}  # PN -> resource
+            self._calls: dict[str, dict[str, Any]] = {}  # CA -> record
+            self._messages: dict[str, dict[str, Any]] = {}  # SM -> record
+            self._opted_out: set[tuple[str, str | None]] = set()  # (to, from|None)
             self._requests: collections.deque = collections.deque(maxlen=MAX_RECORDED_REQUESTS)
             self._request_seq = 0
             self._latency_ms = self._initial_latency_ms
@@ -353,8 +436,9 @@ class TwilioStandin:
         self._reset_state()
 
     # ------------------------------------------------------------------ python control API
-    def add_account(self, sid: Optional[str] = None, token: Optional[str] = None,
-                    friendly_name: Optional[str] = None) -> tuple[str, str]:
+    def add_account(
+        self, sid: str | None = None, token: str | None = None, friendly_name: str | None = None
+    ) -> tuple[str, str]:
         """Register (or re-key) an account; returns ``(sid, token)``."""
         sid = sid or make_account_sid()
         token = token or make_token()
@@ -402,21 +486,23 @@ class TwilioStandin:
             if unknown:
                 raise ValueError(f"unknown number fields: {sorted(unknown)}")
             for key, value in fields.items():
-                if key.endswith("_url") or key == "status_callback":
-                    if value and not _is_http_url(value):
-                        raise ValueError(f"{key} must be an http(s) URL, got {value!r}")
+                if (key.endswith("_url") or key == "status_callback") and value and not _is_http_url(value):
+                    raise ValueError(f"{key} must be an http(s) URL, got {value!r}")
                 if key == "capabilities":
                     value = {**resource["capabilities"], **value}
                 resource[key] = value
             self._numbers[resource["sid"]] = resource
             return copy.deepcopy(resource)
 
-    def numbers(self, account_sid: Optional[str] = None) -> list[dict[str, Any]]:
+    def numbers(self, account_sid: str | None = None) -> list[dict[str, Any]]:
         with self._lock:
-            return [copy.deepcopy(n) for n in self._numbers.values()
-                    if account_sid is None or n["account_sid"] == account_sid]
+            return [
+                copy.deepcopy(n)
+                for n in self._numbers.values()
+                if account_sid is None or n["account_sid"] == account_sid
+            ]
 
-    def get_number(self, sid_or_phone_number: str) -> Optional[dict[str, Any]]:
+    def get_number(self, sid_or_phone_number: str) -> dict[str, Any] | None:
         with self._lock:
             for n in self._numbers.values():
                 if sid_or_phone_number in (n["sid"], n["phone_number"]):
@@ -431,8 +517,7 @@ class TwilioStandin:
                     return True
         return False
 
-    def opt_out(self, phone_number: str, from_number: Optional[str] = None,
-                opted_out: bool = True) -> None:
+    def opt_out(self, phone_number: str, from_number: str | None = None, opted_out: bool = True) -> None:
         """Mark ``phone_number`` as having replied STOP (to ``from_number``, or to every sender)."""
         with self._lock:
             key = (phone_number, from_number)
@@ -441,8 +526,7 @@ class TwilioStandin:
             else:
                 self._opted_out.discard(key)
 
-    def configure(self, latency_ms: Optional[float] = None,
-                  fail: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    def configure(self, latency_ms: float | None = None, fail: dict[str, Any] | None = None) -> dict[str, Any]:
         """Set latency and/or a failure mode; returns the config now in force.
 
         ``fail = {"mode": "500"|"503"|"429"|"401"|"timeout"|"none",
@@ -480,14 +564,16 @@ class TwilioStandin:
         with self._lock:
             return {"latency_ms": self._latency_ms, "fail": dict(self._fail)}
 
-    def requests(self, path_contains: Optional[str] = None,
-                 method: Optional[str] = None) -> list[dict[str, Any]]:
+    def requests(self, path_contains: str | None = None, method: str | None = None) -> list[dict[str, Any]]:
         """Every recorded API request (oldest first): id, time, method, path, query,
         form (str per key, list when repeated), account_sid, status."""
         with self._lock:
-            return [copy.deepcopy(r) for r in self._requests
-                    if (path_contains is None or path_contains in r["path"])
-                    and (method is None or r["method"] == method.upper())]
+            return [
+                copy.deepcopy(r)
+                for r in self._requests
+                if (path_contains is None or path_contains in r["path"])
+                and (method is None or r["method"] == method.upper())
+            ]
 
     def clear_requests(self) -> None:
         with self._lock:
@@ -512,19 +598,39 @@ class TwilioStandin:
             sid = make_sid("CA")
             now = _rfc2822()
             base = f"{API_PREFIX}/Accounts/{account_sid}/Calls/{sid}"
-            resource = {
-                "account_sid": account_sid, "annotation": None, "answered_by": None, "api_version": API_VERSION,
-                "caller_name": None, "date_created": now, "date_updated": now, "direction": "inbound",
-                "duration": None, "end_time": None, "forwarded_from": None, "from": from_,
-                "from_formatted": _format_number(from_), "group_sid": None, "parent_call_sid": None,
-                "phone_number_sid": None, "price": None, "price_unit": "USD", "queue_time": "0", "sid": sid,
-                "start_time": now, "status": "in-progress", "subresource_uris": {}, "to": to,
-                "to_formatted": _format_number(to), "trunk_sid": None, "uri": f"{base}.json",
+            resource: dict[str, Any] = {
+                "account_sid": account_sid,
+                "annotation": None,
+                "answered_by": None,
+                "api_version": API_VERSION,
+                "caller_name": None,
+                "date_created": now,
+                "date_updated": now,
+                "direction": "inbound",
+                "duration": None,
+                "end_time": None,
+                "forwarded_from": None,
+                "from": from_,
+                "from_formatted": _format_number(from_),
+                "group_sid": None,
+                "parent_call_sid": None,
+                "phone_number_sid": None,
+                "price": None,
+                "price_unit": "USD",
+                "queue_time": "0",
+                "sid": sid,
+                "start_time": now,
+                "status": "in-progress",
+                "subresource_uris": {},
+                "to": to,
+                "to_formatted": _format_number(to),
+                "trunk_sid": None,
+                "uri": f"{base}.json",
             }
             self._calls[sid] = {"resource": resource, "request": {}, "updates": []}
             return sid
 
-    def call(self, call_sid: str) -> Optional[dict[str, Any]]:
+    def call(self, call_sid: str) -> dict[str, Any] | None:
         with self._lock:
             record = self._calls.get(call_sid)
             return self._control_view(record) if record else None
@@ -618,7 +724,7 @@ class TwilioStandin:
             thread.join(10)
             self._thread = self._thread_loop = None
 
-    def __enter__(self) -> "TwilioStandin":
+    def __enter__(self) -> TwilioStandin:
         self.start_in_thread()
         return self
 
@@ -657,7 +763,7 @@ class TwilioStandin:
             try:
                 assert self._stopping is not None
                 await asyncio.wait_for(self._stopping.wait(), fail["hold_s"])
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             error = TwilioApiError(504, 20504, "Gateway timeout")
             return self._error_response(record, error)
@@ -680,9 +786,13 @@ class TwilioStandin:
         try:
             with self._lock:
                 account = self._accounts.get(auth_sid or "")
-                if (account is None or not auth_token
-                        or not secrets.compare_digest(account["token"].encode(), auth_token.encode())
-                        or (url_account is not None and url_account != auth_sid)):
+                if (
+                    auth_sid is None  # no credentials: `account` is None too; said again for the type checker
+                    or account is None
+                    or not auth_token
+                    or not secrets.compare_digest(account["token"].encode(), auth_token.encode())
+                    or (url_account is not None and url_account != auth_sid)
+                ):
                     raise _auth_error()
                 status, body = self._dispatch(request.method, request.path, auth_sid, query, form)
         except TwilioApiError as error:
@@ -693,17 +803,23 @@ class TwilioStandin:
         headers = {"Twilio-Request-Id": make_sid("RQ")}
         if body is None:
             return web.Response(status=status, headers=headers)
-        return web.Response(status=status, headers=headers, text=json.dumps(body),
-                            content_type="application/json", charset="utf-8")
+        return web.Response(
+            status=status, headers=headers, text=json.dumps(body), content_type="application/json", charset="utf-8"
+        )
 
     def _error_response(self, record: dict[str, Any], error: TwilioApiError) -> web.Response:
         with self._lock:
             record["status"] = error.status
         headers = {"Twilio-Request-Id": make_sid("RQ"), **error.headers}
-        return web.Response(status=error.status, headers=headers, text=json.dumps(error.body()),
-                            content_type="application/json", charset="utf-8")
+        return web.Response(
+            status=error.status,
+            headers=headers,
+            text=json.dumps(error.body()),
+            content_type="application/json",
+            charset="utf-8",
+        )
 
-    def _take_failure(self, method: str, path: str) -> Optional[dict[str, Any]]:
+    def _take_failure(self, method: str, path: str) -> dict[str, Any] | None:
         """Under the lock: the failure spec if this request must fail (consuming a count)."""
         spec = self._fail
         if spec.get("mode", "none") == "none":
@@ -728,22 +844,29 @@ class TwilioStandin:
         acc = rf"^{API_PREFIX}/Accounts/(?P<ac>[^/]+)"
         return [
             (re.compile(acc + r"\.json$"), {"GET": self._fetch_account}),
-            (re.compile(acc + r"/IncomingPhoneNumbers\.json$"),
-             {"GET": self._list_numbers, "POST": self._create_number}),
-            (re.compile(acc + r"/IncomingPhoneNumbers/(?P<sid>[^/]+)\.json$"),
-             {"GET": self._fetch_number, "POST": self._update_number,
-              "DELETE": self._delete_number}),
+            (
+                re.compile(acc + r"/IncomingPhoneNumbers\.json$"),
+                {"GET": self._list_numbers, "POST": self._create_number},
+            ),
+            (
+                re.compile(acc + r"/IncomingPhoneNumbers/(?P<sid>[^/]+)\.json$"),
+                {"GET": self._fetch_number, "POST": self._update_number, "DELETE": self._delete_number},
+            ),
             (re.compile(acc + r"/Calls\.json$"), {"GET": self._list_calls, "POST": self._create_call}),
-            (re.compile(acc + r"/Calls/(?P<sid>[^/]+)\.json$"),
-             {"GET": self._fetch_call, "POST": self._update_call, "DELETE": self._delete_call}),
-            (re.compile(acc + r"/Messages\.json$"),
-             {"GET": self._list_messages, "POST": self._create_message}),
-            (re.compile(acc + r"/Messages/(?P<sid>[^/]+)\.json$"),
-             {"GET": self._fetch_message, "DELETE": self._delete_message}),
+            (
+                re.compile(acc + r"/Calls/(?P<sid>[^/]+)\.json$"),
+                {"GET": self._fetch_call, "POST": self._update_call, "DELETE": self._delete_call},
+            ),
+            (re.compile(acc + r"/Messages\.json$"), {"GET": self._list_messages, "POST": self._create_message}),
+            (
+                re.compile(acc + r"/Messages/(?P<sid>[^/]+)\.json$"),
+                {"GET": self._fetch_message, "DELETE": self._delete_message},
+            ),
         ]
 
-    def _dispatch(self, method: str, path: str, account_sid: str, query: dict[str, Any],
-                  form: dict[str, Any]) -> tuple[int, Any]:
+    def _dispatch(
+        self, method: str, path: str, account_sid: str, query: dict[str, Any], form: dict[str, Any]
+    ) -> tuple[int, Any]:
         for pattern, handlers in self._route_table:
             match = pattern.match(path)
             if match is None:
@@ -756,8 +879,14 @@ class TwilioStandin:
         raise _not_found(path)
 
     # ------------------------------------------------------------------ paging
-    def _page(self, key: str, base_path: str, records: list[dict[str, Any]],
-              query: dict[str, Any], filters: list[tuple[str, str]]) -> tuple[int, Any]:
+    def _page(
+        self,
+        key: str,
+        base_path: str,
+        records: list[dict[str, Any]],
+        query: dict[str, Any],
+        filters: list[tuple[str, str]],
+    ) -> tuple[int, Any]:
         page_size = _int(query, "PageSize", 1, 1000, clamp=True) or 50
         page = _int(query, "Page", 0) or 0
         token = _single(query, "PageToken")
@@ -768,9 +897,9 @@ class TwilioStandin:
             index = next((i for i, r in enumerate(records) if r["sid"] == token[2:]), None)
             if index is not None:
                 offset = index + 1 if token[:2] == "PA" else max(0, index - page_size)
-        items = records[offset:offset + page_size]
+        items = records[offset : offset + page_size]
 
-        def uri(page_no: int, page_token: Optional[str] = None) -> str:
+        def uri(page_no: int, page_token: str | None = None) -> str:
             params = list(filters) + [("PageSize", str(page_size)), ("Page", str(page_no))]
             if page_token:
                 params.append(("PageToken", page_token))
@@ -821,8 +950,7 @@ class TwilioStandin:
         }
 
     # ------------------------------------------------------------------ incoming phone numbers
-    def _new_number(self, account_sid: str, phone_number: str,
-                    sid: Optional[str] = None) -> dict[str, Any]:
+    def _new_number(self, account_sid: str, phone_number: str, sid: str | None = None) -> dict[str, Any]:
         sid = sid or make_sid("PN")
         now = _rfc2822()
         base = f"{API_PREFIX}/Accounts/{account_sid}/IncomingPhoneNumbers/{sid}"
@@ -911,7 +1039,8 @@ class TwilioStandin:
                 if value and not re.fullmatch(prefix + _SID_HEX, value):
                     raise _bad(20001, f"Invalid value for '{key}': {value!r}")
             elif key == "VoiceCallerIdLookup":
-                value = _bool(form, key)
+                changes[_camel_to_snake(key)] = _bool(form, key)
+                continue
             elif key == "ApiVersion":
                 if value not in ("2010-04-01", "2008-08-01"):
                     raise _bad(20001, f"Invalid value for 'ApiVersion': {value!r}")
@@ -922,7 +1051,7 @@ class TwilioStandin:
                 if value not in ("Active", "Inactive"):
                     raise _bad(20001, f"Invalid value for 'EmergencyStatus': {value!r}")
             elif key == "FriendlyName":
-                if len(value) > 64:
+                if len(value or "") > 64:  # the key is in the form: never None
                     raise _bad(20002, "Invalid FriendlyName: at most 64 characters")
             elif key == "AccountSid":
                 if value != number["account_sid"]:
@@ -966,8 +1095,7 @@ class TwilioStandin:
         self._numbers[number["sid"]] = number
         return 201, copy.deepcopy(number)
 
-    def _update_number(self, account_sid: str, sid: str, path: str, form: dict[str, Any],
-                       **_: Any) -> tuple[int, Any]:
+    def _update_number(self, account_sid: str, sid: str, path: str, form: dict[str, Any], **_: Any) -> tuple[int, Any]:
         number = self._number_for(account_sid, sid, path)
         _check_known(form, NUMBER_WRITE_PARAMS)
         updated = copy.deepcopy(number)
@@ -982,14 +1110,14 @@ class TwilioStandin:
         return 204, None
 
     # ------------------------------------------------------------------ calls
-    def _account_number(self, account_sid: str, phone_number: str) -> Optional[dict[str, Any]]:
+    def _account_number(self, account_sid: str, phone_number: str) -> dict[str, Any] | None:
         for number in self._numbers.values():
             if number["account_sid"] == account_sid and number["phone_number"] == phone_number:
                 return number
         return None
 
     @staticmethod
-    def _check_url(form: dict[str, Any], key: str, code: int) -> Optional[str]:
+    def _check_url(form: dict[str, Any], key: str, code: int) -> str | None:
         value = _single(form, key)
         if value is not None and not _is_http_url(value):
             raise _bad(code, f"{key} is not a valid URL: {value!r}")
@@ -1009,9 +1137,12 @@ class TwilioStandin:
             raise _bad(21212, f"Invalid 'From' Phone Number: {from_}")
         from_number = self._account_number(account_sid, from_)
         if from_number is None:
-            raise _bad(21210, f"The source phone number provided, {from_}, is not yet verified "
-                              "for your account. You may only make calls from phone numbers "
-                              "that you've verified or purchased from Twilio.")
+            raise _bad(
+                21210,
+                f"The source phone number provided, {from_}, is not yet verified "
+                "for your account. You may only make calls from phone numbers "
+                "that you've verified or purchased from Twilio.",
+            )
         url = self._check_url(form, "Url", 21205)
         twiml = _single(form, "Twiml")
         application_sid = _single(form, "ApplicationSid")
@@ -1025,8 +1156,13 @@ class TwilioStandin:
         self._check_url(form, "StatusCallback", 21609)
         self._check_url(form, "RecordingStatusCallback", 21609)
         self._check_url(form, "AsyncAmdStatusCallback", 21609)
-        for key in ("Method", "FallbackMethod", "StatusCallbackMethod",
-                    "RecordingStatusCallbackMethod", "AsyncAmdStatusCallbackMethod"):
+        for key in (
+            "Method",
+            "FallbackMethod",
+            "StatusCallbackMethod",
+            "RecordingStatusCallbackMethod",
+            "AsyncAmdStatusCallbackMethod",
+        ):
             _method(form, key)
         events = form.get("StatusCallbackEvent", [])
         events = [events] if isinstance(events, str) else list(events)
@@ -1113,11 +1249,9 @@ class TwilioStandin:
 
     def _list_calls(self, account_sid: str, query: dict[str, Any], **_: Any) -> tuple[int, Any]:
         filters = self._filters(query, ["To", "From", "ParentCallSid", "Status"])
-        records = [c["resource"] for c in reversed(self._calls.values())
-                   if c["resource"]["account_sid"] == account_sid]
+        records = [c["resource"] for c in reversed(self._calls.values()) if c["resource"]["account_sid"] == account_sid]
         for name, value in filters:
-            field = {"To": "to", "From": "from", "ParentCallSid": "parent_call_sid",
-                     "Status": "status"}[name]
+            field = {"To": "to", "From": "from", "ParentCallSid": "parent_call_sid", "Status": "status"}[name]
             records = [r for r in records if r[field] == value]
         base = f"{API_PREFIX}/Accounts/{account_sid}/Calls.json"
         return self._page("calls", base, records, query, filters)
@@ -1125,8 +1259,7 @@ class TwilioStandin:
     def _fetch_call(self, account_sid: str, sid: str, path: str, **_: Any) -> tuple[int, Any]:
         return 200, copy.deepcopy(self._call_for(account_sid, sid, path)["resource"])
 
-    def _update_call(self, account_sid: str, sid: str, path: str, form: dict[str, Any],
-                     **_: Any) -> tuple[int, Any]:
+    def _update_call(self, account_sid: str, sid: str, path: str, form: dict[str, Any], **_: Any) -> tuple[int, Any]:
         record = self._call_for(account_sid, sid, path)
         resource = record["resource"]
         _check_known(form, CALL_UPDATE_PARAMS)
@@ -1163,7 +1296,7 @@ class TwilioStandin:
         return 204, None
 
     # ------------------------------------------------------------------ messages
-    def _is_opted_out(self, to: str, from_: Optional[str]) -> bool:
+    def _is_opted_out(self, to: str, from_: str | None) -> bool:
         return (to, None) in self._opted_out or (from_ is not None and (to, from_) in self._opted_out)
 
     def _create_message(self, account_sid: str, form: dict[str, Any], **_: Any) -> tuple[int, Any]:
@@ -1188,8 +1321,11 @@ class TwilioStandin:
                 raise _bad(21212, f"Invalid From Number (caller ID): {from_}")
             number = self._account_number(account_sid, from_)
             if number is None or not number["capabilities"].get("sms"):
-                raise _bad(21606, f"The From phone number {from_} is not a valid, SMS-capable "
-                                  "inbound phone number or short code for your account.")
+                raise _bad(
+                    21606,
+                    f"The From phone number {from_} is not a valid, SMS-capable "
+                    "inbound phone number or short code for your account.",
+                )
             if from_ == to:
                 raise _bad(21266, "'To' and 'From' number cannot be the same")
         if not body and not media and not content_sid:
@@ -1241,8 +1377,9 @@ class TwilioStandin:
 
     def _list_messages(self, account_sid: str, query: dict[str, Any], **_: Any) -> tuple[int, Any]:
         filters = self._filters(query, ["To", "From"])
-        records = [m["resource"] for m in reversed(self._messages.values())
-                   if m["resource"]["account_sid"] == account_sid]
+        records = [
+            m["resource"] for m in reversed(self._messages.values()) if m["resource"]["account_sid"] == account_sid
+        ]
         for name, value in filters:
             field = name.lower()
             records = [r for r in records if r[field] == value]
@@ -1291,11 +1428,13 @@ class TwilioStandin:
         try:
             data = await request.json()
         except (ValueError, UnicodeDecodeError):
-            raise web.HTTPBadRequest(text=json.dumps({"error": "body must be JSON"}),
-                                     content_type="application/json") from None
+            raise web.HTTPBadRequest(
+                text=json.dumps({"error": "body must be JSON"}), content_type="application/json"
+            ) from None
         if not isinstance(data, dict):
-            raise web.HTTPBadRequest(text=json.dumps({"error": "body must be a JSON object"}),
-                                     content_type="application/json")
+            raise web.HTTPBadRequest(
+                text=json.dumps({"error": "body must be a JSON object"}), content_type="application/json"
+            )
         return data
 
     async def _c_health(self, request: web.Request) -> web.Response:
@@ -1304,8 +1443,7 @@ class TwilioStandin:
     async def _c_add_account(self, request: web.Request) -> web.Response:
         data = await self._body(request)
         try:
-            sid, token = self.add_account(data.get("sid"), data.get("token"),
-                                          data.get("friendly_name"))
+            sid, token = self.add_account(data.get("sid"), data.get("token"), data.get("friendly_name"))
         except ValueError as exc:
             return self._json({"error": str(exc)}, 400)
         return self._json({"sid": sid, "token": token}, 201)
@@ -1339,8 +1477,7 @@ class TwilioStandin:
     async def _c_config(self, request: web.Request) -> web.Response:
         data = await self._body(request)
         try:
-            return self._json(self.configure(latency_ms=data.get("latency_ms"),
-                                             fail=data.get("fail")))
+            return self._json(self.configure(latency_ms=data.get("latency_ms"), fail=data.get("fail")))
         except (ValueError, TypeError) as exc:
             return self._json({"error": str(exc)}, 400)
 
@@ -1348,8 +1485,7 @@ class TwilioStandin:
         return self._json(self.config())
 
     async def _c_requests(self, request: web.Request) -> web.Response:
-        return self._json(self.requests(request.query.get("path_contains"),
-                                        request.query.get("method")))
+        return self._json(self.requests(request.query.get("path_contains"), request.query.get("method")))
 
     async def _c_clear_requests(self, request: web.Request) -> web.Response:
         self.clear_requests()
@@ -1385,8 +1521,7 @@ class TwilioStandin:
     async def _c_set_call_status(self, request: web.Request) -> web.Response:
         data = await self._body(request)
         try:
-            return self._json(self.set_call_status(request.match_info["call_sid"],
-                                                   str(data.get("status"))))
+            return self._json(self.set_call_status(request.match_info["call_sid"], str(data.get("status"))))
         except KeyError:
             return self._json({"error": "unknown call"}, 404)
         except ValueError as exc:
@@ -1398,15 +1533,22 @@ class TwilioStandin:
 
 # --------------------------------------------------------------------------- standalone
 
-def main(argv: Optional[list[str]] = None) -> None:
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Local Twilio REST API stand-in")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=18010)
     parser.add_argument("--latency-ms", type=float, default=0.0)
-    parser.add_argument("--account", action="append", default=[], metavar="SID:TOKEN",
-                        help="pre-register an account (repeatable)")
-    parser.add_argument("--number", action="append", default=[], metavar="SID:+E164",
-                        help="pre-register an incoming number (repeatable)")
+    parser.add_argument(
+        "--account", action="append", default=[], metavar="SID:TOKEN", help="pre-register an account (repeatable)"
+    )
+    parser.add_argument(
+        "--number",
+        action="append",
+        default=[],
+        metavar="SID:+E164",
+        help="pre-register an incoming number (repeatable)",
+    )
     args = parser.parse_args(argv)
 
     async def run() -> None:
@@ -1424,10 +1566,8 @@ def main(argv: Optional[list[str]] = None) -> None:
         finally:
             await standin.stop()
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run())
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

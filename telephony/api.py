@@ -10,8 +10,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from nixflex.api import render, request_account, request_api_key
 from nixflex.openapi import api_errors
-from nixflex.api import render
 from nixflex.pagination import list_of, paginate
 from telephony import selectors, tasks
 from telephony.models import Job
@@ -65,14 +65,21 @@ class PhoneNumberListApi(APIView):
         operation_id="phone_numbers_import", request=PhoneNumberImportInput, responses={201: PhoneNumberOutput}
     )
     @api_errors(
-        "invalid_phone_format", "invalid_twilio_sid", "number_not_in_twilio", "twilio_invalid_credentials",
-        "agent_not_found", "agent_not_owned", "customer_not_found", "number_already_imported", "provider_unavailable",
+        "invalid_phone_format",
+        "invalid_twilio_sid",
+        "number_not_in_twilio",
+        "twilio_invalid_credentials",
+        "agent_not_found",
+        "agent_not_owned",
+        "customer_not_found",
+        "number_already_imported",
+        "provider_unavailable",
     )
     def post(self, request: Request) -> Response:
         data = PhoneNumberImportInput(data=request.data)
         data.is_valid(raise_exception=True)
         number = numbers.import_number(
-            account=request.user.account, api_key_id=request.auth.key_id, **data.validated_data
+            account=request_account(request), api_key_id=request_api_key(request).key_id, **data.validated_data
         )
         return Response(PhoneNumberOutput(number).data, status=201)
 
@@ -101,7 +108,7 @@ class PhoneNumberDetailApi(APIView):
         query = PhoneNumberDeleteQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
         removal = numbers.delete_number(
-            account=request.user.account, number=numbers.get_number(e164), force=query.validated_data["force"]
+            account=request_account(request), number=numbers.get_number(e164), force=query.validated_data["force"]
         )
         return Response(PhoneNumberDeletedOutput(removal).data)
 
@@ -119,7 +126,7 @@ class PhoneNumberBulkApi(APIView):
         data = BulkImportInput(data=request.data)
         data.is_valid(raise_exception=True)
         job = jobs.create_bulk_import(
-            api_key_id=request.auth.key_id,
+            api_key_id=request_api_key(request).key_id,
             rows=data.validated_data["numbers"],
             enqueue=lambda job: tasks.bulk_import_numbers.delay(job.id),
         )
@@ -151,7 +158,12 @@ class TwilioAccountListApi(APIView):
     )
     def get(self, request: Request) -> Response:
         return Response(
-            paginate(request, selectors.list_twilio_accounts(), partial(render, TwilioAccountOutput), cursor_field="account_sid")
+            paginate(
+                request,
+                selectors.list_twilio_accounts(),
+                partial(render, TwilioAccountOutput),
+                cursor_field="account_sid",
+            )
         )
 
 

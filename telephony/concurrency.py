@@ -152,13 +152,18 @@ return 1
 
 # --- Redis ------------------------------------------------------------------------------
 
+
 @lru_cache(maxsize=4)
 def _client(url: str) -> redis.Redis:
     # Short timeouts and one quick retry: admission answers Twilio's webhook, and the
     # keeper would rather try again next tick than hang.
     timeout = settings.CALL_LEASE_REDIS_TIMEOUT_SECONDS
-    return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
-                                retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), 1))
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), 1),
+    )
 
 
 def _redis() -> redis.Redis:
@@ -188,6 +193,7 @@ def _keys_ttl(lease_seconds: float = 0) -> int:
 
 
 # --- This process: the calls it serves, and what it admitted while Redis was away -----
+
 
 @dataclass
 class _LiveCall:
@@ -242,6 +248,7 @@ def process_load() -> dict[str, int]:
 
 # --- The keeper: one thread per process, one Redis round trip per tick ------------------
 
+
 class _Keeper:
     def __init__(self) -> None:
         self.pid = os.getpid()
@@ -270,18 +277,37 @@ class _Keeper:
             unreleased = dict(_ledger.unreleased)
         try:
             calls = list(live)
-            released = _run(_RENEW, keys=[_key("platform"), _key("processes"), _key("process-capacity"),
-                                          _key("process-live"), _key("released"),
-                                          *[_account_key(live[c].schema_name) for c in calls]],
-                            args=[now, now + settings.CALL_LIVE_LEASE_SECONDS, self.process_id,
-                                  settings.PROCESS_CALL_CAPACITY, len(live),
-                                  now + settings.CALL_LIVE_LEASE_SECONDS, _keys_ttl(), *calls])
+            released = _run(
+                _RENEW,
+                keys=[
+                    _key("platform"),
+                    _key("processes"),
+                    _key("process-capacity"),
+                    _key("process-live"),
+                    _key("released"),
+                    *[_account_key(live[c].schema_name) for c in calls],
+                ],
+                args=[
+                    now,
+                    now + settings.CALL_LIVE_LEASE_SECONDS,
+                    self.process_id,
+                    settings.PROCESS_CALL_CAPACITY,
+                    len(live),
+                    now + settings.CALL_LIVE_LEASE_SECONDS,
+                    _keys_ttl(),
+                    *calls,
+                ],
+            )
             for call_id, schema_name in unreleased.items():
                 _release_in_redis(schema_name, call_id)
         except redis.RedisError as exc:
             if not self.failing:
-                logger.warning("call-slot store unreachable (%s): %d live call(s) keep going, renewal retried "
-                               "every %ss", exc, len(live), settings.CALL_LEASE_RENEW_SECONDS)
+                logger.warning(
+                    "call-slot store unreachable (%s): %d live call(s) keep going, renewal retried every %ss",
+                    exc,
+                    len(live),
+                    settings.CALL_LEASE_RENEW_SECONDS,
+                )
             self.failing = True
             return
         if self.failing:
@@ -324,14 +350,33 @@ def start_keeper() -> _Keeper:
 
 # --- Admission, the stream, the end -----------------------------------------------------
 
-def _admit_in_redis(*, schema_name: str, call_id: str, account_limit: int, lease_seconds: float,
-                    process_id: str) -> str | None:
+
+def _admit_in_redis(
+    *, schema_name: str, call_id: str, account_limit: int, lease_seconds: float, process_id: str
+) -> str | None:
     now = time.time()
-    result = _run(_ADMIT, keys=[_account_key(schema_name), _key("platform"), _key("processes"),
-                                _key("process-capacity"), _key("released")],
-                  args=[now, now + lease_seconds, call_id, account_limit, settings.PLATFORM_MAX_CONCURRENT_CALLS,
-                        settings.PLATFORM_ACCOUNT_SHARE, process_id, settings.PROCESS_CALL_CAPACITY,
-                        now + settings.CALL_LIVE_LEASE_SECONDS, _keys_ttl(lease_seconds)])
+    result = _run(
+        _ADMIT,
+        keys=[
+            _account_key(schema_name),
+            _key("platform"),
+            _key("processes"),
+            _key("process-capacity"),
+            _key("released"),
+        ],
+        args=[
+            now,
+            now + lease_seconds,
+            call_id,
+            account_limit,
+            settings.PLATFORM_MAX_CONCURRENT_CALLS,
+            settings.PLATFORM_ACCOUNT_SHARE,
+            process_id,
+            settings.PROCESS_CALL_CAPACITY,
+            now + settings.CALL_LIVE_LEASE_SECONDS,
+            _keys_ttl(lease_seconds),
+        ],
+    )
     return _REFUSALS.get(int(result))
 
 
@@ -341,13 +386,23 @@ def admit(*, schema_name: str, call_id: str, account_limit: int, lease_seconds: 
     keeper = start_keeper()
     lease = settings.CALL_ADMISSION_LEASE_SECONDS if lease_seconds is None else lease_seconds
     try:
-        return _admit_in_redis(schema_name=schema_name, call_id=call_id, account_limit=account_limit,
-                               lease_seconds=lease, process_id=keeper.process_id)
+        return _admit_in_redis(
+            schema_name=schema_name,
+            call_id=call_id,
+            account_limit=account_limit,
+            lease_seconds=lease,
+            process_id=keeper.process_id,
+        )
     except redis.RedisError as exc:
-        refused = _ledger.admit(schema_name=schema_name, call_id=call_id, account_limit=account_limit,
-                                lease_seconds=lease)
-        logger.warning("call-slot store unreachable (%s): call %s %s on this process's own ledger", exc, call_id,
-                       f"refused ({refused})" if refused else "admitted")
+        refused = _ledger.admit(
+            schema_name=schema_name, call_id=call_id, account_limit=account_limit, lease_seconds=lease
+        )
+        logger.warning(
+            "call-slot store unreachable (%s): call %s %s on this process's own ledger",
+            exc,
+            call_id,
+            f"refused ({refused})" if refused else "admitted",
+        )
         return refused
 
 
@@ -357,12 +412,18 @@ def hold_for_stream(*, schema_name: str, call_id: str, account_limit: int, max_c
     under the same limits. None when held, else why not."""
     keeper = start_keeper()
     try:
-        refused = _admit_in_redis(schema_name=schema_name, call_id=call_id, account_limit=account_limit,
-                                  lease_seconds=settings.CALL_LIVE_LEASE_SECONDS, process_id=keeper.process_id)
+        refused = _admit_in_redis(
+            schema_name=schema_name,
+            call_id=call_id,
+            account_limit=account_limit,
+            lease_seconds=settings.CALL_LIVE_LEASE_SECONDS,
+            process_id=keeper.process_id,
+        )
     except redis.RedisError as exc:
         # Admitted already (by Redis or a ledger); the keeper adds the lease when Redis is back.
-        logger.warning("call-slot store unreachable (%s): call %s streams; its lease is renewed once it is back",
-                       exc, call_id)
+        logger.warning(
+            "call-slot store unreachable (%s): call %s streams; its lease is renewed once it is back", exc, call_id
+        )
         refused = None
     if refused is not None:
         return refused
@@ -371,14 +432,22 @@ def hold_for_stream(*, schema_name: str, call_id: str, account_limit: int, max_c
         _ledger.live[call_id] = _LiveCall(schema_name, time.monotonic(), max_call_seconds + 300)
         serving = len(_ledger.live)
     if serving > settings.PROCESS_CALL_CAPACITY:
-        logger.warning("process serves %d calls, over its capacity of %d: admission let call %s through "
-                       "(another process's advertisement?)", serving, settings.PROCESS_CALL_CAPACITY, call_id)
+        logger.warning(
+            "process serves %d calls, over its capacity of %d: admission let call %s through "
+            "(another process's advertisement?)",
+            serving,
+            settings.PROCESS_CALL_CAPACITY,
+            call_id,
+        )
     return None
 
 
 def _release_in_redis(schema_name: str, call_id: str) -> None:
-    _run(_RELEASE, keys=[_account_key(schema_name), _key("platform"), _key("released")],
-         args=[call_id, time.time() + settings.CALL_LIVE_LEASE_SECONDS, _keys_ttl()])
+    _run(
+        _RELEASE,
+        keys=[_account_key(schema_name), _key("platform"), _key("released")],
+        args=[call_id, time.time() + settings.CALL_LIVE_LEASE_SECONDS, _keys_ttl()],
+    )
 
 
 def release(*, schema_name: str, call_id: str) -> None:
@@ -398,6 +467,7 @@ def release(*, schema_name: str, call_id: str) -> None:
 
 # --- Reading ----------------------------------------------------------------------------
 
+
 def active_calls(schema_name: str) -> int:
     key = _account_key(schema_name)
     _redis().zremrangebyscore(key, "-inf", time.time())
@@ -414,9 +484,14 @@ def platform_load() -> dict[str, Any]:
     alive = [_text(p) for p in r.zrangebyscore(_key("processes"), now, "+inf")]
     capacities = r.hmget(_key("process-capacity"), alive) if alive else []
     lives = r.hmget(_key("process-live"), alive) if alive else []
-    processes = [{"process": p, "capacity": int(c or 0), "live": int(n or 0)}
-                 for p, c, n in zip(alive, capacities, lives)]
+    processes = [
+        {"process": p, "capacity": int(c or 0), "live": int(n or 0)}
+        for p, c, n in zip(alive, capacities, lives, strict=True)
+    ]
     capacity = sum(int(c or 0) for c in capacities)
-    return {"processes": processes, "capacity": capacity,
-            "pool": min(capacity, settings.PLATFORM_MAX_CONCURRENT_CALLS),
-            "slots_held": int(r.zcount(_key("platform"), now, "+inf"))}
+    return {
+        "processes": processes,
+        "capacity": capacity,
+        "pool": min(capacity, settings.PLATFORM_MAX_CONCURRENT_CALLS),
+        "slots_held": int(r.zcount(_key("platform"), now, "+inf")),
+    }

@@ -45,8 +45,9 @@ class PhoneNumber(models.Model):
 
     phone_number = models.CharField(max_length=16, unique=True)
     agent = models.ForeignKey("agents.Agent", on_delete=models.PROTECT, related_name="phone_numbers")
-    customer = models.ForeignKey("customers.Customer", null=True, blank=True, on_delete=models.SET_NULL,
-                                 related_name="phone_numbers")
+    customer = models.ForeignKey(
+        "customers.Customer", null=True, blank=True, on_delete=models.SET_NULL, related_name="phone_numbers"
+    )
     friendly_name = models.CharField(max_length=200, blank=True, default="")
     twilio_account = models.ForeignKey(TwilioAccount, on_delete=models.PROTECT, related_name="phone_numbers")
     twilio_number_sid = models.CharField(max_length=34)
@@ -124,6 +125,9 @@ class Job(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
 
+    def __str__(self) -> str:
+        return f"{self.kind} {self.id} ({self.status})"
+
     @property
     def done(self) -> int:
         return self.succeeded + self.failed
@@ -153,6 +157,9 @@ class JobRow(models.Model):
         ordering = ["index"]
         constraints = [models.UniqueConstraint(fields=["job", "index"], name="unique_job_row")]
 
+    def __str__(self) -> str:
+        return f"{self.job_id} row {self.index} ({self.status})"
+
 
 def _new_call_id() -> str:
     return new_id("call")
@@ -171,23 +178,31 @@ class Call(models.Model):
     # Twilio's call statuses, plus `rejected` (refused by Nixflex before answering).
     QUEUED, RINGING, IN_PROGRESS = "queued", "ringing", "in-progress"
     COMPLETED, BUSY, FAILED, NO_ANSWER, CANCELED, REJECTED = (
-        "completed", "busy", "failed", "no-answer", "canceled", "rejected")
+        "completed",
+        "busy",
+        "failed",
+        "no-answer",
+        "canceled",
+        "rejected",
+    )
     TERMINAL = frozenset({COMPLETED, BUSY, FAILED, NO_ANSWER, CANCELED, REJECTED})
     # Why a call was rejected (its `end_reason` says which limit).
     CONCURRENT_CALL_LIMIT = "concurrent_call_limit"
     # A late or repeated status callback never moves a call backwards.
-    STATUS_RANK = {QUEUED: 0, RINGING: 1, IN_PROGRESS: 2, **{s: 3 for s in TERMINAL}}
+    STATUS_RANK = {QUEUED: 0, RINGING: 1, IN_PROGRESS: 2, **dict.fromkeys(TERMINAL, 3)}
 
     id = models.CharField(primary_key=True, max_length=40, default=_new_call_id, editable=False)
     twilio_call_sid = models.CharField(max_length=34, unique=True)
     direction = models.CharField(max_length=10, default=INBOUND)
     from_number = models.CharField(max_length=32, db_index=True)
     to_number = models.CharField(max_length=32)
-    phone_number = models.ForeignKey(PhoneNumber, null=True, blank=True, on_delete=models.SET_NULL,
-                                     related_name="calls")
+    phone_number = models.ForeignKey(
+        PhoneNumber, null=True, blank=True, on_delete=models.SET_NULL, related_name="calls"
+    )
     agent = models.ForeignKey("agents.Agent", null=True, blank=True, on_delete=models.SET_NULL, related_name="calls")
-    customer = models.ForeignKey("customers.Customer", null=True, blank=True, on_delete=models.SET_NULL,
-                                 related_name="calls")
+    customer = models.ForeignKey(
+        "customers.Customer", null=True, blank=True, on_delete=models.SET_NULL, related_name="calls"
+    )
     status = models.CharField(max_length=12, default=RINGING, db_index=True)
     rejection_reason = models.CharField(max_length=40, blank=True, default="")
     end_reason = models.CharField(max_length=40, blank=True, default="")

@@ -7,7 +7,6 @@ queryset here only ever sees that account's calls.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
 
 from django.db.models import Count, Q, QuerySet
 

@@ -217,7 +217,7 @@ class JobRowOutput(serializers.ModelSerializer):
         return (row.result or {}).get("error") if row.status == JobRow.FAILED else None
 
 
-_JOB_FAILURE_MESSAGES = {
+_JOB_FAILURE_MESSAGES: dict[str, str] = {
     Job.FailureReason.CRASHED: "The job stopped with an internal error on each of its {attempts} attempts.",
     Job.FailureReason.WORKER_LOST: "The worker running the job stopped on each of its {attempts} attempts.",
 }

@@ -45,8 +45,12 @@ class InvalidStreamToken(Exception):
 def _client(url: str) -> redis.asyncio.Redis:
     # Short timeouts, one retry: a call is waiting for its greeting.
     timeout = settings.CALL_LEASE_REDIS_TIMEOUT_SECONDS
-    return redis.asyncio.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
-                                        retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), 1))
+    return redis.asyncio.Redis.from_url(
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), 1),
+    )
 
 
 def _redis() -> redis.asyncio.Redis:
@@ -72,8 +76,9 @@ def _consume_here(nonce: str) -> bool:
 def verify(token: str, *, call_id: str) -> StreamGrant:
     """Signature, age and call must match. (Single use is `consume`'s job.)"""
     try:
-        payload = signing.loads(token, key=settings.STREAM_TOKEN_SECRET, salt=_SALT,
-                                max_age=settings.STREAM_TOKEN_MAX_AGE_SECONDS)
+        payload = signing.loads(
+            token, key=settings.STREAM_TOKEN_SECRET, salt=_SALT, max_age=settings.STREAM_TOKEN_MAX_AGE_SECONDS
+        )
     except signing.BadSignature as exc:  # includes SignatureExpired
         raise InvalidStreamToken(str(exc)) from None
     if not isinstance(payload, dict) or payload.get("c") != call_id:

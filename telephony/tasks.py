@@ -15,6 +15,7 @@ from agents.anthropic_client import LlmFailure
 from nixflex.celery import platform_task, tenant_task
 from telephony.models import Job, PhoneNumber
 from telephony.services import calls, jobs, numbers
+from tenants.db import tenant_connection
 from tenants.models import Account
 
 logger = logging.getLogger(__name__)
@@ -22,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 @tenant_task(name="telephony.bulk_import_numbers", acks_late=True)
 def bulk_import_numbers(job_id: str) -> None:
-    jobs.run_bulk_import(account=connection.tenant, job_id=job_id, enqueue=enqueue_bulk_import)
+    jobs.run_bulk_import(account=tenant_connection().tenant, job_id=job_id, enqueue=enqueue_bulk_import)
 
 
 def enqueue_bulk_import(job: Job) -> None:
@@ -39,8 +40,7 @@ def check_account_webhooks() -> None:
 def _accounts() -> Any:
     """Accounts whose schema is ready (a row is visible a moment before its schema is cloned)."""
     ready = set(schema_names())
-    return [a for a in Account.objects.exclude(schema_name="public").filter(is_active=True)
-            if a.schema_name in ready]
+    return [a for a in Account.objects.exclude(schema_name="public").filter(is_active=True) if a.schema_name in ready]
 
 
 def schema_names() -> list[str]:

@@ -187,8 +187,9 @@ class TwilioGateway:
         """Fetch the account itself: succeeds only if Twilio accepts the SID + token."""
         with self._translate("credentials check"):
             account = self._client.api.v2010.accounts(self.account_sid).fetch()
+        # The SDK types `status` as its Status class of constants; the payload holds the plain string.
         return TwilioAccountInfo(
-            sid=account.sid, friendly_name=account.friendly_name or "", status=account.status or ""
+            sid=account.sid or "", friendly_name=account.friendly_name or "", status=str(account.status or "")
         )
 
     # --- Numbers -----------------------------------------------------------------------

@@ -24,8 +24,9 @@ def _signature(request: HttpRequest) -> str:
 @require_POST
 def voice(request: HttpRequest) -> HttpResponse:
     try:
-        answer = calls.answer_inbound_call(params=request.POST.dict(), signature=_signature(request),
-                                           url=_public_url(request))
+        answer = calls.answer_inbound_call(
+            params=request.POST.dict(), signature=_signature(request), url=_public_url(request)
+        )
     except WebhookForbidden:
         return HttpResponse("invalid signature", status=403, content_type="text/plain")
     return HttpResponse(answer.twiml, content_type="text/xml")

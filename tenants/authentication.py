@@ -6,11 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import connection
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 
 from nixflex.errors import ApiError
+from tenants.db import tenant_connection
 from tenants.models import Account, ApiKey
 from tenants.services import authenticate_bearer
 
@@ -33,8 +33,8 @@ class ApiKeyAuthentication(BaseAuthentication):
     def authenticate(self, request: Request) -> tuple[ApiPrincipal, ApiKey]:
         api_key = authenticate_bearer(request.META.get("HTTP_AUTHORIZATION"))
         _check_host(getattr(request._request, "tenant", None), api_key)
-        connection.set_tenant(api_key.account)
-        request._request.tenant = api_key.account
+        tenant_connection().set_tenant(api_key.account)
+        request._request.tenant = api_key.account  # type: ignore[attr-defined]  # django-tenants' request attribute, unknown to HttpRequest's stubs
         return ApiPrincipal(api_key), api_key
 
     def authenticate_header(self, request: Request) -> str:
@@ -53,5 +53,9 @@ def _check_host(host_account: Account | None, api_key: ApiKey) -> None:
     if host_account is None or host_account.schema_name == settings.PUBLIC_SCHEMA_NAME:
         return
     if host_account.pk != api_key.account_id:
-        raise ApiError("invalid_api_key", "This API key belongs to another account than the one this host serves. "
-                       "Use the API host, or a key of this account.", {"reason": "key_not_valid_for_host"})
+        raise ApiError(
+            "invalid_api_key",
+            "This API key belongs to another account than the one this host serves. "
+            "Use the API host, or a key of this account.",
+            {"reason": "key_not_valid_for_host"},
+        )

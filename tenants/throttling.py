@@ -99,7 +99,7 @@ class LocalBuckets:
                 refilled.append(tokens)
             if wait > 0:
                 return wait
-            for (key, _, _), tokens in zip(buckets, refilled):
+            for (key, _, _), tokens in zip(buckets, refilled, strict=True):
                 self._state[key] = (tokens - 1, now)
             return 0.0
 

@@ -14,18 +14,20 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import psycopg
 import pytest
 from django.conf import settings
 from django.core.management import call_command
-from django.db import connection, connections
+from django.db import connections
 from django.test import Client
 
+from tenants.db import tenant_connection
 from tenants.models import Account
 from tenants.services import IssuedKey, create_account
 
@@ -34,8 +36,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _admin_dsn() -> dict[str, Any]:
     db = settings.DATABASES["default"]
-    return {"host": db.get("HOST") or None, "port": db.get("PORT") or None,
-            "user": db.get("USER") or None, "password": db.get("PASSWORD") or None, "dbname": "postgres"}
+    return {
+        "host": db.get("HOST") or None,
+        "port": db.get("PORT") or None,
+        "user": db.get("USER") or None,
+        "password": db.get("PASSWORD") or None,
+        "dbname": "postgres",
+    }
 
 
 @pytest.fixture(scope="session")
@@ -48,8 +55,9 @@ def django_db_setup(django_db_blocker: Any) -> Iterator[None]:
         connections.close_all()
         with psycopg.connect(**{k: v for k, v in _admin_dsn().items() if v}, autocommit=True) as admin:
             # Databases of earlier runs that died without cleaning up.
-            for (stale,) in admin.execute("SELECT datname FROM pg_database WHERE datname LIKE %s",
-                                          [base.replace("_", r"\_") + r"\_%"]).fetchall():
+            for (stale,) in admin.execute(
+                "SELECT datname FROM pg_database WHERE datname LIKE %s", [base.replace("_", r"\_") + r"\_%"]
+            ).fetchall():
                 suffix = stale.rsplit("_", 1)[-1]
                 if stale != name and suffix.isdigit() and not os.path.exists(f"/proc/{suffix}"):
                     admin.execute(f'DROP DATABASE IF EXISTS "{stale}" WITH (FORCE)')
@@ -73,9 +81,9 @@ def _real_database(django_db_setup: None, django_db_blocker: Any) -> Iterator[No
 
 @pytest.fixture(autouse=True)
 def _public_schema_between_tests() -> Iterator[None]:
-    connection.set_schema_to_public()
+    tenant_connection().set_schema_to_public()
     yield
-    connection.set_schema_to_public()
+    tenant_connection().set_schema_to_public()
 
 
 _seq = itertools.count(1)
@@ -92,7 +100,7 @@ class Persona:
     def bearer(self) -> str:
         return f"Bearer {self.key.api_key.key_id}:{self.key.secret}"
 
-    def client(self, **extra: str) -> "ApiClient":
+    def client(self, **extra: str) -> ApiClient:
         return ApiClient(self.bearer, **extra)
 
 
@@ -103,7 +111,7 @@ class ApiClient:
         self.client = Client(HTTP_HOST=host)
         self.authorization = authorization
 
-    def _headers(self) -> dict[str, str]:
+    def _headers(self) -> dict[str, Any]:  # Client's **extra: WSGI environ entries
         return {"HTTP_AUTHORIZATION": self.authorization} if self.authorization else {}
 
     def get(self, path: str, params: dict[str, Any] | None = None) -> Any:
@@ -129,7 +137,7 @@ def make_persona() -> Callable[..., Persona]:
         n = next(_seq)
         domain = f"{name.lower().replace(' ', '-')}-{n}-{uuid.uuid4().hex[:6]}.localhost"
         account, key = create_account(name=f"{name} {n}", domain=domain, **plan)
-        connection.set_schema_to_public()
+        tenant_connection().set_schema_to_public()
         return Persona(account=account, key=key)
 
     return make
@@ -161,6 +169,7 @@ def assert_error(response: Any, status: int, type_: str, code: str) -> dict[str,
 
 
 # --- Provider stand-ins (real servers; the product reaches them through the real SDKs) --
+
 
 def _serve(standin: Any, setting: str, **extra: Any) -> Iterator[Any]:
     """Start a stand-in in a thread and point this process's settings, and the servers and
@@ -218,6 +227,7 @@ def unique_e164(country: str = "+4420") -> str:
 
 # --- Processes: a Celery worker -------------------------------------------------------
 
+
 def _subprocess_env() -> dict[str, str]:
     env = dict(os.environ)
     env["DJANGO_SETTINGS_MODULE"] = "tests.settings"
@@ -226,14 +236,31 @@ def _subprocess_env() -> dict[str, str]:
     return env
 
 
-def start_celery_worker(concurrency: int = 2, hostname: str | None = None, beat: bool = True,
-                        env: dict[str, str] | None = None) -> subprocess.Popen:
+def start_celery_worker(
+    concurrency: int = 2, hostname: str | None = None, beat: bool = True, env: dict[str, str] | None = None
+) -> subprocess.Popen:
     """A real worker (with an embedded beat, so stalled jobs are picked up quickly);
     `env` overrides its environment (e.g. another broker)."""
     name = hostname or f"test-{uuid.uuid4().hex[:6]}@%h"
-    args = [sys.executable, "-m", "celery", "-A", "nixflex", "worker", "-Q", settings.CELERY_TASK_DEFAULT_QUEUE,
-            "--concurrency", str(concurrency), "--loglevel", "WARNING", "-n", name, "--without-gossip",
-            "--without-mingle", "--without-heartbeat"]
+    args = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "nixflex",
+        "worker",
+        "-Q",
+        settings.CELERY_TASK_DEFAULT_QUEUE,
+        "--concurrency",
+        str(concurrency),
+        "--loglevel",
+        "WARNING",
+        "-n",
+        name,
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+    ]
     if beat:
         args += ["-B", "--schedule", f"/tmp/nixflex-beat-{uuid.uuid4().hex[:8]}"]
     return subprocess.Popen(args, cwd=ROOT, env={**_subprocess_env(), **(env or {})})
@@ -257,8 +284,9 @@ def celery_consumers() -> list[str]:
     from nixflex.celery import app
 
     replies = app.control.inspect(timeout=1).active_queues() or {}
-    return [host for host, queues in replies.items()
-            if any(q["name"] == settings.CELERY_TASK_DEFAULT_QUEUE for q in queues)]
+    return [
+        host for host, queues in replies.items() if any(q["name"] == settings.CELERY_TASK_DEFAULT_QUEUE for q in queues)
+    ]
 
 
 @contextmanager
@@ -292,6 +320,7 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: floa
 
 # --- A real ASGI server (uvicorn), HTTP + WebSocket ---------------------------------------
 
+
 def _free_port() -> int:
     import socket
 
@@ -307,19 +336,34 @@ def asgi_server(providers: Any) -> Iterator[str]:
 
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "nixflex.asgi:application", "--http", "nixflex.uvicorn_protocol:HttpProtocol",
-         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"],
-        cwd=ROOT, env=_subprocess_env())
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "nixflex.asgi:application",
+            "--http",
+            "nixflex.uvicorn_protocol:HttpProtocol",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        cwd=ROOT,
+        env=_subprocess_env(),
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:
         try:
             urllib.request.urlopen(f"{url}/health", timeout=1)
             break
-        except OSError:
+        except OSError as exc:
             if time.monotonic() > deadline or proc.poll() is not None:
                 proc.kill()
-                raise RuntimeError("uvicorn did not start")
+                raise RuntimeError("uvicorn did not start") from exc
             time.sleep(0.1)
     yield url
     proc.terminate()

@@ -24,7 +24,7 @@ os.environ.setdefault("JOB_RESUME_INTERVAL_SECONDS", "1")
 os.environ.setdefault("JOB_RETRY_DELAY_SECONDS", "0")
 os.environ.setdefault("SUMMARY_RETRY_DELAY_SECONDS", "0.2")
 
-from nixflex.settings import *  # noqa: E402,F401,F403
+from nixflex.settings import *  # noqa: E402, F403
 from nixflex.settings import DATABASES  # noqa: E402
 
 # The suite drops and recreates its database: never the real one, never another run's.

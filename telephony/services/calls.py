@@ -51,13 +51,17 @@ def stream_url() -> str:
 
 
 def _stream_twiml(call: Call, schema_name: str) -> str:
-    return stream_twiml(stream_url(), {"call_id": call.id,
-                                       "token": stream_tokens.issue(call_id=call.id, schema_name=schema_name)})
+    return stream_twiml(
+        stream_url(), {"call_id": call.id, "token": stream_tokens.issue(call_id=call.id, schema_name=schema_name)}
+    )
 
 
 def _route(e164: str) -> NumberRoute | None:
-    return NumberRoute.objects.select_related("account").filter(
-        phone_number=e164, state=NumberRoute.ACTIVE, account__is_active=True).first()
+    return (
+        NumberRoute.objects.select_related("account")
+        .filter(phone_number=e164, state=NumberRoute.ACTIVE, account__is_active=True)
+        .first()
+    )
 
 
 def _check_signature(number: PhoneNumber, url: str, params: Mapping[str, str], signature: str) -> None:
@@ -86,8 +90,13 @@ def answer_inbound_call(*, params: Mapping[str, str], signature: str, url: str) 
             try:
                 with transaction.atomic():
                     call = Call.objects.create(
-                        twilio_call_sid=call_sid, direction=Call.INBOUND, from_number=params.get("From", ""),
-                        to_number=to, phone_number=number, agent=number.agent, customer=number.customer,
+                        twilio_call_sid=call_sid,
+                        direction=Call.INBOUND,
+                        from_number=params.get("From", ""),
+                        to_number=to,
+                        phone_number=number,
+                        agent=number.agent,
+                        customer=number.customer,
                         status=Call.RINGING,
                     )
             except IntegrityError:  # the same webhook delivered twice at once
@@ -99,12 +108,17 @@ def answer_inbound_call(*, params: Mapping[str, str], signature: str, url: str) 
         if call.status in Call.TERMINAL:  # a retried webhook for a call we refused or that ended
             return WebhookAnswer(_say_and_hang_up(LINES_BUSY), call.id)
         # A short slot until the media stream starts (idempotent: a retried webhook keeps it).
-        full = concurrency.admit(schema_name=account.schema_name, call_id=call.id,
-                                 account_limit=account.max_concurrent_calls)
+        full = concurrency.admit(
+            schema_name=account.schema_name, call_id=call.id, account_limit=account.max_concurrent_calls
+        )
         if full is not None:
             logger.warning("call %s rejected: no call slot (%s)", call.id, full)
-            Call.objects.filter(pk=call.pk).update(status=Call.REJECTED, rejection_reason=Call.CONCURRENT_CALL_LIMIT,
-                                                   end_reason=full, ended_at=timezone.now())
+            Call.objects.filter(pk=call.pk).update(
+                status=Call.REJECTED,
+                rejection_reason=Call.CONCURRENT_CALL_LIMIT,
+                end_reason=full,
+                ended_at=timezone.now(),
+            )
             return WebhookAnswer(_say_and_hang_up(LINES_BUSY), call.id)
         return WebhookAnswer(_stream_twiml(call, account.schema_name), call.id)
 
@@ -147,7 +161,8 @@ def _apply_status(account: Account, call: Call, params: Mapping[str, str]) -> No
     with transaction.atomic():
         call = Call.objects.select_for_update().get(pk=call.pk)
         if Call.STATUS_RANK[status] <= Call.STATUS_RANK.get(call.status, 0) and not (
-                status in Call.TERMINAL and call.status not in Call.TERMINAL):
+            status in Call.TERMINAL and call.status not in Call.TERMINAL
+        ):
             # Same or older news. A terminal status may still carry the duration.
             if status == call.status and call.duration_seconds is None and params.get("CallDuration", "").isdigit():
                 call.duration_seconds = int(params["CallDuration"])
@@ -178,17 +193,28 @@ def get_call(call_id: str) -> Call:
 
 def render_call(call: Call, detail: bool = False) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "id": call.id, "object": "call", "direction": call.direction, "status": call.status,
-        "from_number": call.from_number, "to_number": call.to_number, "agent_id": call.agent_id,
-        "customer_id": call.customer_id, "twilio_call_sid": call.twilio_call_sid,
-        "rejection_reason": call.rejection_reason or None, "end_reason": call.end_reason or None,
-        "started_at": call.started_at, "answered_at": call.answered_at, "ended_at": call.ended_at,
-        "duration_seconds": call.duration_seconds, "summary": call.summary or None,
+        "id": call.id,
+        "object": "call",
+        "direction": call.direction,
+        "status": call.status,
+        "from_number": call.from_number,
+        "to_number": call.to_number,
+        "agent_id": call.agent_id,
+        "customer_id": call.customer_id,
+        "twilio_call_sid": call.twilio_call_sid,
+        "rejection_reason": call.rejection_reason or None,
+        "end_reason": call.end_reason or None,
+        "started_at": call.started_at,
+        "answered_at": call.answered_at,
+        "ended_at": call.ended_at,
+        "duration_seconds": call.duration_seconds,
+        "summary": call.summary or None,
         "created_at": call.created_at,
     }
     if detail:
-        body.update(transcript=call.transcript, turns=call.turns, extraction=call.extraction,
-                    summary_status=call.summary_status)
+        body.update(
+            transcript=call.transcript, turns=call.turns, extraction=call.extraction, summary_status=call.summary_status
+        )
     return body
 
 
@@ -218,5 +244,6 @@ def write_summary(call_id: str, *, last_attempt: bool) -> None:
         logger.exception("summary of call %s failed", call_id)
         Call.objects.filter(pk=call.pk).update(summary_status=Call.SummaryStatus.FAILED, updated_at=timezone.now())
         return
-    Call.objects.filter(pk=call.pk).update(summary=summary, extraction=extraction,
-                                           summary_status=Call.SummaryStatus.DONE, updated_at=timezone.now())
+    Call.objects.filter(pk=call.pk).update(
+        summary=summary, extraction=extraction, summary_status=Call.SummaryStatus.DONE, updated_at=timezone.now()
+    )

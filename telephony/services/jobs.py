@@ -46,6 +46,7 @@ from nixflex.errors import ApiError, to_api_error
 from telephony.models import Job, JobRow, PhoneNumber
 from telephony.serializers import JobDetailOutput, JobOutput, PhoneNumberImportInput, PhoneNumberOutput
 from telephony.services.numbers import import_number
+from tenants.db import tenant_connection
 from tenants.models import Account, NumberRoute
 
 logger = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ _QUEUE_LOCK_CLASS = 7401
 
 Enqueue = Callable[[Job], None]
 """Sends a job's task to the broker (telephony.tasks passes the real one)."""
+
 
 def render_job(job: Job, with_rows: bool = True) -> dict[str, Any]:
     return (JobDetailOutput(job) if with_rows else JobOutput(job)).data
@@ -83,26 +85,35 @@ def _new_row(job: Job, index: int, row: Any) -> JobRow:
     if not isinstance(row, dict):
         return JobRow(job=job, index=index, params={"row": row})
     token = row.get("twilio_token")
-    return JobRow(job=job, index=index, params={k: v for k, v in row.items() if k != "twilio_token"},
-                  twilio_token=token if isinstance(token, str) else None)
+    return JobRow(
+        job=job,
+        index=index,
+        params={k: v for k, v in row.items() if k != "twilio_token"},
+        twilio_token=token if isinstance(token, str) else None,
+    )
 
 
 # --- Scheduling: the account's job slots ---------------------------------------------------
+
 
 def dispatch_waiting_jobs(enqueue: Enqueue) -> list[Job]:
     """Give this account's free job slots to its oldest waiting jobs and send their tasks
     (after commit). Serialised per account, so the cap holds across processes."""
     with transaction.atomic():
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
-                           [_QUEUE_LOCK_CLASS, connection.schema_name])
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [_QUEUE_LOCK_CLASS, tenant_connection().schema_name]
+            )
         holding = Job.objects.filter(status__in=Job.UNFINISHED, dispatched_at__isnull=False).count()
         free = settings.JOB_MAX_ACTIVE_PER_ACCOUNT - holding
         if free <= 0:
             return []
         now = timezone.now()
-        chosen = list(Job.objects.filter(status=Job.QUEUED, dispatched_at__isnull=True)
-                      .filter(Q(retry_at__isnull=True) | Q(retry_at__lte=now)).order_by("created_at", "id")[:free])
+        chosen = list(
+            Job.objects.filter(status=Job.QUEUED, dispatched_at__isnull=True)
+            .filter(Q(retry_at__isnull=True) | Q(retry_at__lte=now))
+            .order_by("created_at", "id")[:free]
+        )
         Job.objects.filter(pk__in=[job.pk for job in chosen]).update(dispatched_at=now)
         for job in chosen:
             _send_after_commit(job, enqueue)
@@ -128,8 +139,9 @@ def _send(job: Job, enqueue: Enqueue) -> None:
 
 # --- Running ---------------------------------------------------------------------------------
 
+
 def _runner_lock_key(job_id: str) -> str:
-    return f"{connection.schema_name}:{job_id}"
+    return f"{tenant_connection().schema_name}:{job_id}"
 
 
 def _try_runner_lock(job_id: str) -> bool:
@@ -173,8 +185,13 @@ def _claim(account: Account, job_id: str) -> Job | None:
             _fail(account, job, Job.FailureReason.WORKER_LOST)
             return None
         now = timezone.now()
-        Job.objects.filter(pk=job.pk).update(status=Job.RUNNING, started_at=job.started_at or now, heartbeat_at=now,
-                                             attempts=F("attempts") + 1, retry_at=None)
+        Job.objects.filter(pk=job.pk).update(
+            status=Job.RUNNING,
+            started_at=job.started_at or now,
+            heartbeat_at=now,
+            attempts=F("attempts") + 1,
+            retry_at=None,
+        )
     job.refresh_from_db()
     return job
 
@@ -188,8 +205,9 @@ def run_bulk_import(*, account: Account, job_id: str, enqueue: Enqueue) -> None:
         try:
             _run_rows(account, job, list(job.rows.filter(status=JobRow.PENDING)))
         except Exception as exc:
-            logger.exception("job %s stopped with an error (attempt %s of %s)", job.id, job.attempts,
-                             settings.JOB_MAX_ATTEMPTS)
+            logger.exception(
+                "job %s stopped with an error (attempt %s of %s)", job.id, job.attempts, settings.JOB_MAX_ATTEMPTS
+            )
             _after_crash(account, job, exc)
         else:
             now = timezone.now()
@@ -209,14 +227,14 @@ def _after_crash(account: Account, job: Job, exc: Exception) -> None:
             _fail(account, current, Job.FailureReason.CRASHED, error)
             return
         retry_at = timezone.now() + timedelta(seconds=settings.JOB_RETRY_DELAY_SECONDS * current.attempts)
-        Job.objects.filter(pk=job.pk).update(status=Job.QUEUED, dispatched_at=None, retry_at=retry_at,
-                                             last_error=error)
+        Job.objects.filter(pk=job.pk).update(status=Job.QUEUED, dispatched_at=None, retry_at=retry_at, last_error=error)
 
 
 def _fail(account: Account, job: Job, reason: str, error: str = "") -> None:
     """End the job `failed` (the caller holds its row lock), then settle its unfinished rows."""
-    Job.objects.filter(pk=job.pk).update(status=Job.FAILED, failure_reason=reason, finished_at=timezone.now(),
-                                         last_error=error or job.last_error)
+    Job.objects.filter(pk=job.pk).update(
+        status=Job.FAILED, failure_reason=reason, finished_at=timezone.now(), last_error=error or job.last_error
+    )
     _settle_unfinished_rows(account, job)
     logger.error("job %s failed after %s attempts (%s): %s", job.id, job.attempts, reason, error or job.last_error)
 
@@ -232,29 +250,49 @@ def _settle_unfinished_rows(account: Account, job: Job) -> None:
     rows = list(job.rows.filter(status=JobRow.PENDING))
     if not rows:
         return
-    routes = {route.reserved_by: route for route in NumberRoute.objects.filter(
-        account=account, reserved_by__in=[_row_reservation(job.id, row.index) for row in rows])}
-    imported = {number.phone_number: number for number in PhoneNumber.objects.filter(
-        phone_number__in=[r.phone_number for r in routes.values() if r.state == NumberRoute.ACTIVE])}
+    routes = {
+        route.reserved_by: route
+        for route in NumberRoute.objects.filter(
+            account=account, reserved_by__in=[_row_reservation(job.id, row.index) for row in rows]
+        )
+    }
+    imported = {
+        number.phone_number: number
+        for number in PhoneNumber.objects.filter(
+            phone_number__in=[r.phone_number for r in routes.values() if r.state == NumberRoute.ACTIVE]
+        )
+    }
     now = timezone.now()
     failed_ids = []
     for row in rows:
         route = routes.get(_row_reservation(job.id, row.index))
         number = imported.get(route.phone_number) if route is not None else None
         if number is not None:
-            JobRow.objects.filter(pk=row.pk).update(status=JobRow.SUCCEEDED, result=_jsonable(PhoneNumberOutput(number).data),
-                                                    http_status=201, finished_at=now, twilio_token=None)
+            JobRow.objects.filter(pk=row.pk).update(
+                status=JobRow.SUCCEEDED,
+                result=_jsonable(PhoneNumberOutput(number).data),
+                http_status=201,
+                finished_at=now,
+                twilio_token=None,
+            )
         else:
             failed_ids.append(row.pk)
-    NumberRoute.objects.filter(account=account, state=NumberRoute.PENDING,
-                               reserved_by__in=[_row_reservation(job.id, row.index) for row in rows]).delete()
-    not_imported = ApiError("job_failed", "Not imported: the job stopped before this row finished.",
-                            {"job_id": job.id})
-    JobRow.objects.filter(pk__in=failed_ids).update(status=JobRow.FAILED, result=not_imported.body(),
-                                                    http_status=not_imported.status, finished_at=now,
-                                                    twilio_token=None)
-    Job.objects.filter(pk=job.pk).update(succeeded=F("succeeded") + len(rows) - len(failed_ids),
-                                         failed=F("failed") + len(failed_ids))
+    NumberRoute.objects.filter(
+        account=account,
+        state=NumberRoute.PENDING,
+        reserved_by__in=[_row_reservation(job.id, row.index) for row in rows],
+    ).delete()
+    not_imported = ApiError("job_failed", "Not imported: the job stopped before this row finished.", {"job_id": job.id})
+    JobRow.objects.filter(pk__in=failed_ids).update(
+        status=JobRow.FAILED,
+        result=not_imported.body(),
+        http_status=not_imported.status,
+        finished_at=now,
+        twilio_token=None,
+    )
+    Job.objects.filter(pk=job.pk).update(
+        succeeded=F("succeeded") + len(rows) - len(failed_ids), failed=F("failed") + len(failed_ids)
+    )
 
 
 def _run_rows(account: Account, job: Job, rows: list[JobRow]) -> None:
@@ -268,7 +306,7 @@ def _run_rows(account: Account, job: Job, rows: list[JobRow]) -> None:
             return limits[twilio_sid]
 
     def work(row: JobRow) -> None:
-        connection.set_tenant(account)
+        tenant_connection().set_tenant(account)
         try:
             with limit_for(str(row.params.get("twilio_sid"))):
                 _run_row(account, job, row)
@@ -285,8 +323,12 @@ def _run_row(account: Account, job: Job, row: JobRow) -> None:
     try:
         fields = PhoneNumberImportInput(data=data)
         fields.is_valid(raise_exception=True)
-        number = import_number(account=account, api_key_id=job.api_key_id, reserved_by=_row_reservation(job.id, row.index),
-                               **fields.validated_data)
+        number = import_number(
+            account=account,
+            api_key_id=job.api_key_id,
+            reserved_by=_row_reservation(job.id, row.index),
+            **fields.validated_data,
+        )
     except Exception as exc:  # each row ends with exactly what the single import answers
         error = to_api_error(exc)
         status, result, counter = JobRow.FAILED, error.body(), "failed"
@@ -295,8 +337,12 @@ def _run_row(account: Account, job: Job, row: JobRow) -> None:
         status, result, counter, http_status = JobRow.SUCCEEDED, PhoneNumberOutput(number).data, "succeeded", 201
     with transaction.atomic():
         JobRow.objects.filter(pk=row.pk).update(
-            status=status, result=_jsonable(result), http_status=http_status, finished_at=timezone.now(),
-            twilio_token=None)
+            status=status,
+            result=_jsonable(result),
+            http_status=http_status,
+            finished_at=timezone.now(),
+            twilio_token=None,
+        )
         Job.objects.filter(pk=job.pk).update(**{counter: F(counter) + 1}, heartbeat_at=timezone.now())
 
 
@@ -306,6 +352,7 @@ def _jsonable(value: Any) -> Any:
 
 
 # --- The reaper ------------------------------------------------------------------------------
+
 
 def recover_jobs(*, account: Account, enqueue: Enqueue) -> None:
     """This account's jobs that lost their worker or their task message are dispatched again,
@@ -324,7 +371,8 @@ def recover_jobs(*, account: Account, enqueue: Enqueue) -> None:
     with transaction.atomic():
         candidates = Job.objects.select_for_update(skip_locked=True).filter(
             Q(status=Job.RUNNING) & (Q(heartbeat_at__lt=stalled_before) | Q(heartbeat_at__isnull=True))
-            | Q(status=Job.QUEUED, dispatched_at__lt=lost_before))
+            | Q(status=Job.QUEUED, dispatched_at__lt=lost_before)
+        )
         for job in candidates:
             with _probe_runner_lock(job.id) as running:
                 if running:
@@ -333,11 +381,18 @@ def recover_jobs(*, account: Account, enqueue: Enqueue) -> None:
                 _fail(account, job, Job.FailureReason.WORKER_LOST)
                 continue
             if job.status == Job.RUNNING:
-                logger.warning("job %s lost its worker (attempt %s of %s); queueing it again", job.id, job.attempts,
-                               settings.JOB_MAX_ATTEMPTS)
+                logger.warning(
+                    "job %s lost its worker (attempt %s of %s); queueing it again",
+                    job.id,
+                    job.attempts,
+                    settings.JOB_MAX_ATTEMPTS,
+                )
             else:
-                logger.warning("job %s was queued %s ago and never started; queueing it again", job.id,
-                               now - job.dispatched_at if job.dispatched_at else "long")
+                logger.warning(
+                    "job %s was queued %s ago and never started; queueing it again",
+                    job.id,
+                    now - job.dispatched_at if job.dispatched_at else "long",
+                )
             # It keeps its slot: the new message is its own.
             Job.objects.filter(pk=job.pk).update(status=Job.QUEUED, dispatched_at=now)
             _send_after_commit(job, enqueue)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
@@ -49,28 +50,43 @@ def open_live_call(*, schema_name: str, call_id: str, signature: str) -> LiveCal
         agent, customer = call.agent, call.customer
         variables = customer.template_variables() if customer else {}
         history = tuple(PastCall(at=past.created_at, summary=past.summary) for past in _earlier_calls(call))
-        context = CallContext(caller_number=call.from_number, dialled_number=call.to_number, variables=variables,
-                              timezone=customer.timezone if customer else "UTC", history=history,
-                              can_transfer=bool(customer and customer.transfer_number))
+        context = CallContext(
+            caller_number=call.from_number,
+            dialled_number=call.to_number,
+            variables=variables,
+            timezone=customer.timezone if customer else "UTC",
+            history=history,
+            can_transfer=bool(customer and customer.transfer_number),
+        )
         setup = CallSetup(
-            call_id=call.id, schema_name=schema_name,
+            call_id=call.id,
+            schema_name=schema_name,
             system_prompt=build_system_prompt(agent.system_prompt, context, timezone.now()),
-            tools=tools_for(context), first_message=render_template(agent.first_message, variables),
-            model=agent.model, voice_id=agent.voice_id, language=agent.language,
-            endpointing_ms=agent.endpointing_ms, utterance_end_ms=agent.utterance_end_ms,
-            silence_timeout_seconds=agent.silence_timeout_seconds, max_call_seconds=agent.max_call_seconds,
+            tools=tools_for(context),
+            first_message=render_template(agent.first_message, variables),
+            model=agent.model,
+            voice_id=agent.voice_id,
+            language=agent.language,
+            endpointing_ms=agent.endpointing_ms,
+            utterance_end_ms=agent.utterance_end_ms,
+            silence_timeout_seconds=agent.silence_timeout_seconds,
+            max_call_seconds=agent.max_call_seconds,
             transfer_number=customer.transfer_number if customer else "",
         )
         gateway = TwilioGateway(number.twilio_account_sid, number.twilio_auth_token)
         # The stream is real: the call's short admission lease becomes a renewed one.
-        refused = concurrency.hold_for_stream(schema_name=schema_name, call_id=call.id,
-                                              account_limit=_account_limit(schema_name),
-                                              max_call_seconds=agent.max_call_seconds)
+        refused = concurrency.hold_for_stream(
+            schema_name=schema_name,
+            call_id=call.id,
+            account_limit=_account_limit(schema_name),
+            max_call_seconds=agent.max_call_seconds,
+        )
         if refused is not None:
             raise StreamRefused(f"no call slot ({refused})")
         try:
             Call.objects.filter(pk=call.pk, status__in=[Call.QUEUED, Call.RINGING]).update(
-                status=Call.IN_PROGRESS, answered_at=timezone.now())
+                status=Call.IN_PROGRESS, answered_at=timezone.now()
+            )
         except Exception:
             concurrency.release(schema_name=schema_name, call_id=call.id)
             raise
@@ -80,10 +96,17 @@ def open_live_call(*, schema_name: str, call_id: str, signature: str) -> LiveCal
 def _earlier_calls(call: Call) -> list[Call]:
     """The caller's earlier calls with the same end-customer (one clinic), or with the same
     number when it serves no customer: never another clinic's calls of the account."""
-    scope = {"customer_id": call.customer_id} if call.customer_id else {
-        "phone_number_id": call.phone_number_id, "customer__isnull": True}
-    return list(Call.objects.filter(from_number=call.from_number, **scope).exclude(id=call.id)
-                .exclude(summary="").order_by("-created_at")[:HISTORY_CALLS])
+    scope: dict[str, Any] = (
+        {"customer_id": call.customer_id}
+        if call.customer_id
+        else {"phone_number_id": call.phone_number_id, "customer__isnull": True}
+    )
+    return list(
+        Call.objects.filter(from_number=call.from_number, **scope)
+        .exclude(id=call.id)
+        .exclude(summary="")
+        .order_by("-created_at")[:HISTORY_CALLS]
+    )
 
 
 def _account_limit(schema_name: str) -> int:
@@ -97,19 +120,18 @@ def close_live_call(*, schema_name: str, call_id: str, outcome: Outcome) -> None
 
     # First: the call is over, and its slot is free whatever happens to the writes below.
     concurrency.release(schema_name=schema_name, call_id=call_id)
-    with schema_context(schema_name):
-        with transaction.atomic():
-            call = Call.objects.select_for_update().get(id=call_id)
-            call.transcript = outcome.transcript
-            call.turns = outcome.turns
-            call.end_reason = call.end_reason or outcome.end_reason
-            call.ended_at = call.ended_at or timezone.now()
-            if call.status not in Call.TERMINAL:
-                call.status = Call.COMPLETED
-            if call.duration_seconds is None and call.answered_at:
-                call.duration_seconds = int((call.ended_at - call.answered_at).total_seconds())
-            has_speech = any(entry["role"] == "caller" for entry in outcome.transcript)
-            call.summary_status = "pending" if has_speech else "none"
-            call.save()
-            if has_speech:
-                transaction.on_commit(lambda: summarize_call.delay(call_id))
+    with schema_context(schema_name), transaction.atomic():
+        call = Call.objects.select_for_update().get(id=call_id)
+        call.transcript = outcome.transcript
+        call.turns = outcome.turns
+        call.end_reason = call.end_reason or outcome.end_reason
+        call.ended_at = call.ended_at or timezone.now()
+        if call.status not in Call.TERMINAL:
+            call.status = Call.COMPLETED
+        if call.duration_seconds is None and call.answered_at:
+            call.duration_seconds = int((call.ended_at - call.answered_at).total_seconds())
+        has_speech = any(entry["role"] == "caller" for entry in outcome.transcript)
+        call.summary_status = "pending" if has_speech else "none"
+        call.save()
+        if has_speech:
+            transaction.on_commit(lambda: summarize_call.delay(call_id))

@@ -98,13 +98,23 @@ def _reserve(account: Account, e164: str, reserved_by: str) -> None:
 
 
 def _release(account: Account, e164: str, reserved_by: str) -> None:
-    NumberRoute.objects.filter(phone_number=e164, account=account, reserved_by=reserved_by,
-                               state=NumberRoute.PENDING).delete()
+    NumberRoute.objects.filter(
+        phone_number=e164, account=account, reserved_by=reserved_by, state=NumberRoute.PENDING
+    ).delete()
 
 
-def import_number(*, account: Account, api_key_id: str, phone_number: str, twilio_sid: str, twilio_token: str,
-                  agent_id: str, customer_id: str | None = None, friendly_name: str = "",
-                  reserved_by: str | None = None) -> PhoneNumber:
+def import_number(
+    *,
+    account: Account,
+    api_key_id: str,
+    phone_number: str,
+    twilio_sid: str,
+    twilio_token: str,
+    agent_id: str,
+    customer_id: str | None = None,
+    friendly_name: str = "",
+    reserved_by: str | None = None,
+) -> PhoneNumber:
     """POST /v1/phone-numbers, with well-formed values (telephony.serializers checked them).
     Runs inside the account's schema.
 
@@ -132,14 +142,22 @@ def import_number(*, account: Account, api_key_id: str, phone_number: str, twili
             twilio.point_webhooks(twilio_number.sid, urls)
         with transaction.atomic():
             number = PhoneNumber.objects.create(
-                phone_number=e164, agent=agent, customer=customer, friendly_name=friendly_name,
+                phone_number=e164,
+                agent=agent,
+                customer=customer,
+                friendly_name=friendly_name,
                 twilio_account=remember_credentials(account_sid=twilio_sid, auth_token=twilio_token),
-                twilio_number_sid=twilio_number.sid, api_key_id=api_key_id,
-                voice_url=urls.voice, sms_url=urls.sms, status_callback_url=urls.status,
-                webhook_status=PhoneNumber.WEBHOOKS_OK, webhook_checked_at=timezone.now(),
+                twilio_number_sid=twilio_number.sid,
+                api_key_id=api_key_id,
+                voice_url=urls.voice,
+                sms_url=urls.sms,
+                status_callback_url=urls.status,
+                webhook_status=PhoneNumber.WEBHOOKS_OK,
+                webhook_checked_at=timezone.now(),
             )
             NumberRoute.objects.filter(phone_number=e164, account=account).update(
-                state=NumberRoute.ACTIVE, updated_at=timezone.now())
+                state=NumberRoute.ACTIVE, updated_at=timezone.now()
+            )
     except BaseException:
         _release(account, e164, reserved_by)
         raise
@@ -149,22 +167,30 @@ def import_number(*, account: Account, api_key_id: str, phone_number: str, twili
 
 def get_number(e164: str) -> PhoneNumber:
     if not is_e164(e164):  # the path form too: no lookup for "+44…\n" or non-ASCII digits
-        raise ApiError("invalid_phone_format", details={"field": "phone_number", "expected": "E.164, like +447446466847"})
+        raise ApiError(
+            "invalid_phone_format", details={"field": "phone_number", "expected": "E.164, like +447446466847"}
+        )
     number = PhoneNumber.objects.select_related("twilio_account").filter(phone_number=e164).first()
     if number is None:
         raise ApiError("phone_number_not_found", details={"phone_number": e164})
     return number
 
 
-def update_number(*, number: PhoneNumber, agent_id: str | Unchanged = UNCHANGED,
-                  customer_id: str | None | Unchanged = UNCHANGED,
-                  friendly_name: str | Unchanged = UNCHANGED) -> PhoneNumber:
+def update_number(
+    *,
+    number: PhoneNumber,
+    agent_id: str | Unchanged = UNCHANGED,
+    customer_id: str | None | Unchanged = UNCHANGED,
+    friendly_name: str | Unchanged = UNCHANGED,
+) -> PhoneNumber:
     """PATCH: customer and friendly name. Moving to another agent is refused (seed: delete
     first, then re-import)."""
     if agent_id is not UNCHANGED and agent_id != number.agent_id:
-        raise ApiError("number_already_imported",
-                       "This number is attached to another agent. Delete it first, then re-import it.",
-                       {"phone_number": number.phone_number, "agent_id": number.agent_id})
+        raise ApiError(
+            "number_already_imported",
+            "This number is attached to another agent. Delete it first, then re-import it.",
+            {"phone_number": number.phone_number, "agent_id": number.agent_id},
+        )
     if not isinstance(friendly_name, Unchanged):
         number.friendly_name = friendly_name
     if not isinstance(customer_id, Unchanged):
@@ -183,14 +209,20 @@ def delete_number(*, account: Account, number: PhoneNumber, force: bool = False)
     except TwilioError as exc:
         if not force:
             raise api_error(exc) from None
-        logger.warning("%s removed without clearing its webhooks (forced): twilio %s", number.phone_number,
-                       type(exc).__name__)
-        removal = Removal(number.phone_number, twilio_webhooks_cleared=False, forced=True,
-                          twilio_error=exc.twilio_error or {"code": None, "message": exc.reason, "status": None})
+        logger.warning(
+            "%s removed without clearing its webhooks (forced): twilio %s", number.phone_number, type(exc).__name__
+        )
+        removal = Removal(
+            number.phone_number,
+            twilio_webhooks_cleared=False,
+            forced=True,
+            twilio_error=exc.twilio_error or {"code": None, "message": exc.reason, "status": None},
+        )
     else:
         if not cleared:
-            logger.info("%s is no longer in Twilio account %s; removing it", number.phone_number,
-                        number.twilio_account_sid)
+            logger.info(
+                "%s is no longer in Twilio account %s; removing it", number.phone_number, number.twilio_account_sid
+            )
         removal = Removal(number.phone_number, twilio_webhooks_cleared=cleared)
     with transaction.atomic():
         NumberRoute.objects.filter(phone_number=number.phone_number, account=account).delete()

@@ -28,8 +28,9 @@ def test_create_agent_returns_it_with_defaults(alice: Persona) -> None:
 
 
 def test_create_requires_a_name_and_names_the_field(alice: Persona) -> None:
-    error = assert_error(alice.client().post("/v1/agents", {"system_prompt": "x"}), 400, "invalid_request",
-                         "invalid_request")
+    error = assert_error(
+        alice.client().post("/v1/agents", {"system_prompt": "x"}), 400, "invalid_request", "invalid_request"
+    )
     assert "name" in error["details"]["fields"]
 
 

@@ -6,7 +6,7 @@ from agents.engine.chunker import SentenceChunker
 def _feed(chunker: SentenceChunker, text: str, step: int = 3) -> list[str]:
     out = []
     for i in range(0, len(text), step):
-        out += chunker.feed(text[i:i + step])
+        out += chunker.feed(text[i : i + step])
     return out + chunker.flush()
 
 

@@ -37,12 +37,26 @@ async def test_an_engine_task_that_dies_ends_the_call_once(providers, caplog) ->
         aborts.append((reason, error))
         aborted.set()
 
-    setup = CallSetup(call_id="call_enginefailure", schema_name="public", system_prompt="You answer calls.",
-                      tools=[], first_message="Thanks for calling!", model="claude-sonnet-4-6",
-                      voice_id=DEFAULT_VOICE_ID, language="en", endpointing_ms=300, utterance_end_ms=1000,
-                      silence_timeout_seconds=30, max_call_seconds=60)
-    hooks = CallHooks(hang_up=_twilio_is_not_reached, transfer=_twilio_is_not_reached,
-                      say_and_hang_up=_twilio_is_not_reached, abort=abort)
+    setup = CallSetup(
+        call_id="call_enginefailure",
+        schema_name="public",
+        system_prompt="You answer calls.",
+        tools=[],
+        first_message="Thanks for calling!",
+        model="claude-sonnet-4-6",
+        voice_id=DEFAULT_VOICE_ID,
+        language="en",
+        endpointing_ms=300,
+        utterance_end_ms=1000,
+        silence_timeout_seconds=30,
+        max_call_seconds=60,
+    )
+    hooks = CallHooks(
+        hang_up=_twilio_is_not_reached,
+        transfer=_twilio_is_not_reached,
+        say_and_hang_up=_twilio_is_not_reached,
+        abort=abort,
+    )
     conversation = Conversation(setup, sink=BrokenSocket(), hooks=hooks)
     await conversation.start()
     await asyncio.wait_for(aborted.wait(), 10)  # the greeting's first frame breaks the player

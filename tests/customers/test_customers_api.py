@@ -7,15 +7,24 @@ from tests.conftest import Persona, assert_error
 
 def test_crud(alice: Persona) -> None:
     client = alice.client()
-    created = client.post("/v1/customers", {
-        "name": "Smile Dental Croydon", "timezone": "Europe/London", "address": "1 High St, Croydon",
-        "opening_hours": {"mon-fri": "09:00-17:30"}, "transfer_number": "+442011110009",
-        "variables": {"city": "Croydon", "dentist": "Dr Patel"},
-    })
+    created = client.post(
+        "/v1/customers",
+        {
+            "name": "Smile Dental Croydon",
+            "timezone": "Europe/London",
+            "address": "1 High St, Croydon",
+            "opening_hours": {"mon-fri": "09:00-17:30"},
+            "transfer_number": "+442011110009",
+            "variables": {"city": "Croydon", "dentist": "Dr Patel"},
+        },
+    )
     assert created.status_code == 201, created.content
     customer = created.json()
     assert customer["id"].startswith("cus_") and customer["object"] == "customer"
-    assert client.get(f"/v1/customers/{customer['id']}").json()["variables"] == {"city": "Croydon", "dentist": "Dr Patel"}
+    assert client.get(f"/v1/customers/{customer['id']}").json()["variables"] == {
+        "city": "Croydon",
+        "dentist": "Dr Patel",
+    }
     patched = client.patch(f"/v1/customers/{customer['id']}", {"address": "2 High St"})
     assert patched.json()["address"] == "2 High St" and patched.json()["name"] == "Smile Dental Croydon"
     assert [c["id"] for c in client.get("/v1/customers").json()["data"]] == [customer["id"]]
@@ -25,9 +34,12 @@ def test_crud(alice: Persona) -> None:
 
 def test_validation(alice: Persona) -> None:
     client = alice.client()
-    error = assert_error(client.post("/v1/customers", {"name": "X", "timezone": "Mars/Olympus",
-                                                       "transfer_number": "0800 123"}),
-                         400, "invalid_request", "invalid_request")
+    error = assert_error(
+        client.post("/v1/customers", {"name": "X", "timezone": "Mars/Olympus", "transfer_number": "0800 123"}),
+        400,
+        "invalid_request",
+        "invalid_request",
+    )
     assert set(error["details"]["fields"]) == {"timezone", "transfer_number"}
     assert_error(client.post("/v1/customers", {}), 400, "invalid_request", "invalid_request")
 

@@ -9,12 +9,12 @@ import pytest
 import redis
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
-from django.db import connection
 from django_tenants.utils import schema_context
 
 from nixflex.asgi import application
 from nixflex.celery import MissingTenantError
 from nixflex.tasks import worker_ping
+from tenants.db import tenant_connection
 from tests.conftest import wait_for
 
 
@@ -33,13 +33,17 @@ def test_task_runs_in_the_schema_it_was_queued_in(celery_worker, alice, bob) -> 
             worker_ping.delay(token)
         tokens[persona.account.schema_name] = token
     assert wait_for(lambda: _report(tokens[alice.account.schema_name])) == {
-        "schema": alice.account.schema_name, "agents": 2}
+        "schema": alice.account.schema_name,
+        "agents": 2,
+    }
     assert wait_for(lambda: _report(tokens[bob.account.schema_name])) == {
-        "schema": bob.account.schema_name, "agents": 0}
+        "schema": bob.account.schema_name,
+        "agents": 0,
+    }
 
 
 def test_task_without_a_tenant_fails_loudly() -> None:
-    connection.set_schema_to_public()
+    tenant_connection().set_schema_to_public()
     with pytest.raises(MissingTenantError):
         worker_ping.apply(args=[uuid.uuid4().hex], throw=True)
 

@@ -107,9 +107,11 @@ def test_rotation_stops_loudly_on_a_value_it_cannot_decrypt_and_changes_nothing(
         lost = _store(alice, "written-with-a-key-we-lost")
     before = _raw(alice, good)
     columns = encrypted_columns({"telephony"})
-    with override_settings(FIELD_ENCRYPTION_KEYS=[Fernet.generate_key().decode(), *settings.FIELD_ENCRYPTION_KEYS]):
-        with pytest.raises(CommandError, match="cannot be decrypted"):
-            reencrypt_schema(columns, alice.account.schema_name)
+    with (
+        override_settings(FIELD_ENCRYPTION_KEYS=[Fernet.generate_key().decode(), *settings.FIELD_ENCRYPTION_KEYS]),
+        pytest.raises(CommandError, match="cannot be decrypted"),
+    ):
+        reencrypt_schema(columns, alice.account.schema_name)
     assert _raw(alice, good) == before  # one transaction per schema: nothing half-rotated
     with schema_context(alice.account.schema_name), connection.cursor() as cursor:
         cursor.execute("DELETE FROM telephony_twilioaccount WHERE account_sid = %s", [lost])

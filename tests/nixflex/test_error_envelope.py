@@ -10,20 +10,49 @@ from tests.conftest import ApiClient, Persona, assert_error
 
 def test_registry_matches_the_seed_statuses() -> None:
     assert TYPE_STATUS == {
-        "authentication_error": 401, "permission_error": 403, "invalid_request": 400, "not_found": 404,
-        "conflict": 409, "rate_limit_error": 429, "provider_error": 502, "server_error": 500,
+        "authentication_error": 401,
+        "permission_error": 403,
+        "invalid_request": 400,
+        "not_found": 404,
+        "conflict": 409,
+        "rate_limit_error": 429,
+        "provider_error": 502,
+        "server_error": 500,
     }
     expected = {
-        "invalid_api_key": 401, "key_secret_required": 401, "agent_not_owned": 403, "agent_not_found": 404,
-        "call_not_found": 404, "phone_number_not_found": 404, "message_not_found": 404,
-        "customer_not_found": 404, "job_not_found": 404, "not_found": 404, "prompt_too_long": 400,
-        "invalid_voice_id": 400, "invalid_phone_format": 400, "invalid_twilio_sid": 400,
-        "number_not_in_twilio": 400, "twilio_invalid_credentials": 400, "twilio_auth_failed": 400,
-        "from_number_not_owned": 400, "message_too_long": 400, "sms_not_supported_in_region": 400,
-        "invalid_request": 400, "number_already_imported": 409, "agent_no_phone": 409,
-        "agent_has_phone_numbers": 409, "twilio_account_not_found": 404, "twilio_account_has_phone_numbers": 409, "job_failed": 500,
-        "recipient_unsubscribed": 409, "rate_limit_exceeded": 429, "concurrent_call_limit": 429,
-        "outbound_failed": 502, "provider_unavailable": 502, "server_error": 500,
+        "invalid_api_key": 401,
+        "key_secret_required": 401,
+        "agent_not_owned": 403,
+        "agent_not_found": 404,
+        "call_not_found": 404,
+        "phone_number_not_found": 404,
+        "message_not_found": 404,
+        "customer_not_found": 404,
+        "job_not_found": 404,
+        "not_found": 404,
+        "prompt_too_long": 400,
+        "invalid_voice_id": 400,
+        "invalid_phone_format": 400,
+        "invalid_twilio_sid": 400,
+        "number_not_in_twilio": 400,
+        "twilio_invalid_credentials": 400,
+        "twilio_auth_failed": 400,
+        "from_number_not_owned": 400,
+        "message_too_long": 400,
+        "sms_not_supported_in_region": 400,
+        "invalid_request": 400,
+        "number_already_imported": 409,
+        "agent_no_phone": 409,
+        "agent_has_phone_numbers": 409,
+        "twilio_account_not_found": 404,
+        "twilio_account_has_phone_numbers": 409,
+        "job_failed": 500,
+        "recipient_unsubscribed": 409,
+        "rate_limit_exceeded": 429,
+        "concurrent_call_limit": 429,
+        "outbound_failed": 502,
+        "provider_unavailable": 502,
+        "server_error": 500,
     }
     assert {code: e.status for code, e in ERROR_CODES.items()} == expected
 
@@ -51,8 +80,9 @@ def test_malformed_json_is_invalid_request(alice: Persona) -> None:
 
 
 def test_non_json_content_type_is_invalid_request(alice: Persona) -> None:
-    response = alice.client().client.post("/v1/agents", "name=x", content_type="application/x-www-form-urlencoded",
-                                          HTTP_AUTHORIZATION=alice.bearer)
+    response = alice.client().client.post(
+        "/v1/agents", "name=x", content_type="application/x-www-form-urlencoded", HTTP_AUTHORIZATION=alice.bearer
+    )
     assert_error(response, 400, "invalid_request", "invalid_request")
 
 
@@ -95,6 +125,7 @@ def test_throttled_request_does_no_work(make_persona) -> None:
     assert client.post("/v1/agents", {"name": "first"}).status_code == 201
     assert client.post("/v1/agents", {"name": "second"}).status_code == 429
     import time
+
     time.sleep(1.1)
     names = [a["name"] for a in client.get("/v1/agents").json()["data"]]
     assert names == ["first"]

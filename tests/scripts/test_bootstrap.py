@@ -39,7 +39,7 @@ print(json.dumps({"database": database, "data_directory": data_directory, "answe
 def _stop_embedded(data: Path) -> None:
     """Stop the servers the bootstrap started under `data` (they outlive it by design)."""
     pidfiles = [data / "pg" / "postmaster.pid", data / "redis" / "redis.pid"]
-    for pidfile, sig in zip(pidfiles, (signal.SIGINT, signal.SIGTERM)):  # SIGINT: PostgreSQL's fast stop
+    for pidfile, sig in zip(pidfiles, (signal.SIGINT, signal.SIGTERM), strict=True):  # SIGINT: PostgreSQL's fast stop
         try:
             pid = int(pidfile.read_text().split()[0])
             os.kill(pid, sig)
@@ -54,12 +54,23 @@ def test_with_no_servers_answering_the_bootstrap_starts_embedded_ones_that_answe
     data = tmp_path / "data"
     closed_pg, closed_redis, redis_port = free_port(), free_port(), free_port()
     env = fresh_shell_env(
-        NIXFLEX_LOCAL_POSTGRES=f"127.0.0.1:{closed_pg}", NIXFLEX_LOCAL_REDIS=f"127.0.0.1:{closed_redis}",
-        NIXFLEX_EMBEDDED_REDIS_PORT=str(redis_port), NIXFLEX_DATA_DIR=str(data), NIXFLEX_DB_NAME="nixflex_fresh",
-        DEBUG="true", CHECK=CHECK)
-    proc = subprocess.Popen(["bash", "-c", 'source scripts/bootstrap.sh && exec python -c "$CHECK"'], cwd=ROOT,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+        NIXFLEX_LOCAL_POSTGRES=f"127.0.0.1:{closed_pg}",
+        NIXFLEX_LOCAL_REDIS=f"127.0.0.1:{closed_redis}",
+        NIXFLEX_EMBEDDED_REDIS_PORT=str(redis_port),
+        NIXFLEX_DATA_DIR=str(data),
+        NIXFLEX_DB_NAME="nixflex_fresh",
+        DEBUG="true",
+        CHECK=CHECK,
+    )
+    proc = subprocess.Popen(
+        ["bash", "-c", 'source scripts/bootstrap.sh && exec python -c "$CHECK"'],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
@@ -86,13 +97,24 @@ def test_a_failed_bootstrap_stops_the_command_with_a_clear_message(tmp_path: Pat
     # be under a plain file.
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    env = fresh_shell_env(NIXFLEX_LOCAL_POSTGRES=f"127.0.0.1:{free_port()}",
-                          NIXFLEX_LOCAL_REDIS=f"127.0.0.1:{free_port()}", NIXFLEX_DATA_DIR=str(blocker / "data"),
-                          NIXFLEX_DB_NAME="nixflex_never", PORT=str(free_port()))
+    env = fresh_shell_env(
+        NIXFLEX_LOCAL_POSTGRES=f"127.0.0.1:{free_port()}",
+        NIXFLEX_LOCAL_REDIS=f"127.0.0.1:{free_port()}",
+        NIXFLEX_DATA_DIR=str(blocker / "data"),
+        NIXFLEX_DB_NAME="nixflex_never",
+        PORT=str(free_port()),
+    )
     # test.sh would hand these to pytest: --version prints and exits, if it is ever reached.
     args = ["--version"] if script == "test.sh" else []
-    proc = subprocess.Popen(["bash", f"scripts/{script}", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        ["bash", f"scripts/{script}", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         out, err = proc.communicate(timeout=120)
     finally:

@@ -52,8 +52,15 @@ class Running:
 
 def _start(env: dict[str, str], log: Path, timeout: float = 300) -> Running:
     with open(log, "w") as out:
-        proc = subprocess.Popen(["bash", "scripts/run.sh"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                text=True, start_new_session=True)
+        proc = subprocess.Popen(
+            ["bash", "scripts/run.sh"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
     ok = wait_until(lambda: READY in log.read_text() or proc.poll() is not None, timeout)
     output = log.read_text()
     if not ok or READY not in output:
@@ -72,8 +79,9 @@ def _stop_with_ctrl_c(run: Running, data_dir: Path, ports: list[int]) -> None:
     assert "Stopped." in run.log.read_text()
     assert [port for port in ports if listening(port)] == []
     # Nothing it started is left running (stand-ins, web server, Celery worker and its pool).
-    assert wait_until(lambda: not processes_with_env("NIXFLEX_DATA_DIR", str(data_dir)), timeout=5), \
-        processes_with_env("NIXFLEX_DATA_DIR", str(data_dir))
+    assert wait_until(lambda: not processes_with_env("NIXFLEX_DATA_DIR", str(data_dir)), timeout=5), processes_with_env(
+        "NIXFLEX_DATA_DIR", str(data_dir)
+    )
 
 
 def _check_demo(run: Running, port: int) -> tuple[str, list[int]]:
@@ -111,9 +119,14 @@ def run_env(tmp_path: Path) -> Iterator[dict[str, str]]:
     run_id = uuid.uuid4().hex[:8]
     env = fresh_shell_env(
         DATABASE_URL=os.environ["DATABASE_URL"].rsplit("/", 1)[0] + f"/{database}",
-        REDIS_URL=os.environ["REDIS_URL"], NIXFLEX_DATA_DIR=str(tmp_path / "data"), PORT=str(free_port()),
-        CELERY_QUEUE=f"nixflex-runsh-{run_id}", CHANNEL_LAYER_PREFIX=f"nixflex-runsh-{run_id}",
-        CALL_LEASE_PREFIX=f"nixflex-runsh-{run_id}:calls", LOG_LEVEL="WARNING")
+        REDIS_URL=os.environ["REDIS_URL"],
+        NIXFLEX_DATA_DIR=str(tmp_path / "data"),
+        PORT=str(free_port()),
+        CELERY_QUEUE=f"nixflex-runsh-{run_id}",
+        CHANNEL_LAYER_PREFIX=f"nixflex-runsh-{run_id}",
+        CALL_LEASE_PREFIX=f"nixflex-runsh-{run_id}:calls",
+        LOG_LEVEL="WARNING",
+    )
     yield env
     queues = redis.Redis.from_url(env["REDIS_URL"])
     for key in queues.scan_iter(f"*nixflex-runsh-{run_id}*"):  # the worker's queue and its bindings
@@ -122,8 +135,9 @@ def run_env(tmp_path: Path) -> Iterator[dict[str, str]]:
         admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
 
-def test_make_run_starts_on_a_new_machine_and_again_on_the_same_machine(run_env: dict[str, str],
-                                                                       tmp_path: Path) -> None:
+def test_make_run_starts_on_a_new_machine_and_again_on_the_same_machine(
+    run_env: dict[str, str], tmp_path: Path
+) -> None:
     port, data_dir = int(run_env["PORT"]), Path(run_env["NIXFLEX_DATA_DIR"])
 
     # A machine that never ran it: a fresh database, no local state.
@@ -150,8 +164,15 @@ def test_make_run_starts_on_a_new_machine_and_again_on_the_same_machine(run_env:
         # The printed call command works as printed (it needs no database or settings).
         command = shlex.split(second.printed("Call the demo:"))
         assert command[0] == ".venv/bin/python"
-        call = subprocess.run([sys.executable, *command[1:], "--say", "Thanks, goodbye"], cwd=ROOT,
-                              env=fresh_shell_env(), capture_output=True, text=True, timeout=120, check=False)
+        call = subprocess.run(
+            [sys.executable, *command[1:], "--say", "Thanks, goodbye"],
+            cwd=ROOT,
+            env=fresh_shell_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         assert call.returncode == 0, call.stdout + call.stderr
         assert "ended by the agent" in call.stdout and "Engine time per turn" in call.stdout, call.stdout
     finally:
@@ -165,11 +186,22 @@ def test_make_run_refuses_a_port_in_use_before_starting_anything(tmp_path: Path)
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        env = fresh_shell_env(DATABASE_URL=os.environ["DATABASE_URL"], REDIS_URL=os.environ["REDIS_URL"],
-                              NIXFLEX_DATA_DIR=str(data_dir), PORT=str(port))
+        env = fresh_shell_env(
+            DATABASE_URL=os.environ["DATABASE_URL"],
+            REDIS_URL=os.environ["REDIS_URL"],
+            NIXFLEX_DATA_DIR=str(data_dir),
+            PORT=str(port),
+        )
         started = time.monotonic()
-        proc = subprocess.Popen(["bash", "scripts/run.sh"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        proc = subprocess.Popen(
+            ["bash", "scripts/run.sh"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
         try:
             output, _ = proc.communicate(timeout=120)
         finally:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import time
 import warnings
-from typing import Any, Callable, List
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import aiohttp
 import httpx
@@ -18,8 +20,8 @@ import pytest_asyncio
 # so a `-W error` run does not fail at collection.
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
-    import deepgram.core.websocket_compat  # noqa: F401
-    import deepgram.listen.v1.client  # noqa: F401
+    import deepgram.core.websocket_compat
+    import deepgram.listen.v1.client
     import deepgram.speak.v1.client  # noqa: F401
     from deepgram import AsyncDeepgramClient, DeepgramClient
     from deepgram.core.api_error import ApiError
@@ -37,10 +39,17 @@ from standins import audio
 from standins.deepgram_api import DeepgramStandin
 
 KEY = "dg-test-key"
-TELEPHONY = dict(
-    model="nova-3", encoding="mulaw", sample_rate=8000, channels=1, interim_results="true",
-    endpointing=300, utterance_end_ms=1000, vad_events="true", smart_format="true",
-)
+TELEPHONY = {
+    "model": "nova-3",
+    "encoding": "mulaw",
+    "sample_rate": 8000,
+    "channels": 1,
+    "interim_results": "true",
+    "endpointing": 300,
+    "utterance_end_ms": 1000,
+    "vad_events": "true",
+    "smart_format": "true",
+}
 TEXT = "Hello there, I'd like to book a cleaning for Tuesday."
 
 
@@ -49,7 +58,7 @@ def env_for(base_url: str) -> DeepgramClientEnvironment:
     return DeepgramClientEnvironment(base=base_url, production=ws, agent=ws, agent_rest=base_url)
 
 
-_http_clients: List[httpx.AsyncClient] = []
+_http_clients: list[httpx.AsyncClient] = []
 
 
 def async_client(base_url: str, key: str = KEY) -> AsyncDeepgramClient:
@@ -59,11 +68,18 @@ def async_client(base_url: str, key: str = KEY) -> AsyncDeepgramClient:
     return AsyncDeepgramClient(api_key=key, environment=env_for(base_url), httpx_client=http)
 
 
+class StartedStandin(DeepgramStandin):
+    """The fixture's stand-in: started (so `base_url` is set), with an SDK client pointed at it."""
+
+    base_url: str
+    client: AsyncDeepgramClient
+
+
 @pytest_asyncio.fixture
-async def dg():
-    server = DeepgramStandin(api_key=KEY)
+async def dg() -> AsyncIterator[StartedStandin]:
+    server = StartedStandin(api_key=KEY)
     url = await server.start()
-    server.client = async_client(url)  # type: ignore[attr-defined]
+    server.client = async_client(url)
     try:
         yield server
     finally:
@@ -72,8 +88,8 @@ async def dg():
         await server.stop()
 
 
-async def collect(conn: Any, until: Callable[[Any], bool], timeout: float = 5.0) -> List[Any]:
-    out: List[Any] = []
+async def collect(conn: Any, until: Callable[[Any], bool], timeout: float = 5.0) -> list[Any]:
+    out: list[Any] = []
 
     async def run() -> None:
         while True:
@@ -132,7 +148,7 @@ def test_codec_absent_in_plain_audio() -> None:
 
 
 @pytest.mark.asyncio
-async def test_listen_turn_from_codec_audio(dg: DeepgramStandin) -> None:
+async def test_listen_turn_from_codec_audio(dg: StartedStandin) -> None:
     stream = b"".join(audio.silence_frames(200) + audio.encode_text_frames(TEXT) + audio.silence_frames(1400))
     async with dg.client.listen.v1.connect(**TELEPHONY, tag="call-1") as conn:
         # odd-sized binary messages: the stand-in re-splits them into 20 ms frames
@@ -180,7 +196,7 @@ async def test_listen_turn_from_codec_audio(dg: DeepgramStandin) -> None:
 
 
 @pytest.mark.asyncio
-async def test_listen_script_default_noise_and_plain_words(dg: DeepgramStandin) -> None:
+async def test_listen_script_default_noise_and_plain_words(dg: StartedStandin) -> None:
     dg.set_script(["I need to reschedule my appointment."], tag="clinic-a")
     params = dict(TELEPHONY)
     del params["smart_format"]  # no formatting: lowercase words, no punctuation
@@ -199,14 +215,16 @@ async def test_listen_script_default_noise_and_plain_words(dg: DeepgramStandin) 
     assert all(f.speech_final for f in finals)
     assert finals[0].channel.alternatives[0].words[0].punctuated_word is None
     assert len([m for m in msgs if isinstance(m, ListenV1SpeechStarted)]) == 3
-    assert dg.requests()[0]["script_lines_used"] == ["I need to reschedule my appointment.",
-                                                    "I'd like to book an appointment."]
+    assert dg.requests()[0]["script_lines_used"] == [
+        "I need to reschedule my appointment.",
+        "I'd like to book an appointment.",
+    ]
 
 
 @pytest.mark.asyncio
-async def test_listen_finalize_long_speech_and_silence_results(dg: DeepgramStandin) -> None:
+async def test_listen_finalize_long_speech_and_silence_results(dg: StartedStandin) -> None:
     dg.configure(max_segment_ms=4000, silence_results_ms=1000)
-    long_text = " ".join(["word%d" % i for i in range(60)])  # ~25 s of speech at 65 ms/char
+    long_text = " ".join([f"word{i}" for i in range(60)])  # ~25 s of speech at 65 ms/char
     async with dg.client.listen.v1.connect(**TELEPHONY) as conn:
         await conn.send_media(b"".join(audio.silence_frames(2100)))
         await conn.send_media(b"".join(audio.encode_text_frames(long_text)))
@@ -220,13 +238,13 @@ async def test_listen_finalize_long_speech_and_silence_results(dg: DeepgramStand
     assert speech[-1].from_finalize is True
     assert " ".join(f.channel.alternatives[0].transcript for f in speech) == long_text
     # non-overlapping windows: each final starts where the previous one ended
-    for a, b in zip(finals, finals[1:]):
+    for a, b in itertools.pairwise(finals):
         assert abs(a.start + a.duration - b.start) < 1e-6
     assert dg.requests()[0]["control"] == {"Finalize": 1}
 
 
 @pytest.mark.asyncio
-async def test_listen_auth_refusal_and_latency(dg: DeepgramStandin) -> None:
+async def test_listen_auth_refusal_and_latency(dg: StartedStandin) -> None:
     bad = async_client(dg.base_url, "wrong")
     with pytest.raises(ApiError) as err:
         async with bad.listen.v1.connect(**TELEPHONY):
@@ -251,7 +269,7 @@ async def test_listen_auth_refusal_and_latency(dg: DeepgramStandin) -> None:
 
 
 @pytest.mark.asyncio
-async def test_listen_drop_and_idle_timeout(dg: DeepgramStandin) -> None:
+async def test_listen_drop_and_idle_timeout(dg: StartedStandin) -> None:
     dg.drop_next(after_s=0.2)
     t0 = time.monotonic()
     async with dg.client.listen.v1.connect(**TELEPHONY) as conn:
@@ -280,7 +298,7 @@ async def test_listen_drop_and_idle_timeout(dg: DeepgramStandin) -> None:
 
 
 @pytest.mark.asyncio
-async def test_many_concurrent_streams(dg: DeepgramStandin) -> None:
+async def test_many_concurrent_streams(dg: StartedStandin) -> None:
     async def one(i: int) -> str:
         text = f"Caller number {i} wants a cleaning."
         async with dg.client.listen.v1.connect(**TELEPHONY) as conn:
@@ -298,7 +316,7 @@ async def test_many_concurrent_streams(dg: DeepgramStandin) -> None:
 
 
 @pytest.mark.asyncio
-async def test_speak_websocket_flush_clear_close(dg: DeepgramStandin) -> None:
+async def test_speak_websocket_flush_clear_close(dg: StartedStandin) -> None:
     async with dg.client.speak.v1.connect(model="aura-2-thalia-en", encoding="mulaw", sample_rate=8000) as sp:
         meta = await sp.recv()
         assert isinstance(meta, SpeakV1Metadata) and meta.model_name == "aura-2-thalia-en"
@@ -339,7 +357,7 @@ async def test_speak_websocket_flush_clear_close(dg: DeepgramStandin) -> None:
 
 
 @pytest.mark.asyncio
-async def test_speak_websocket_errors_and_first_byte_latency(dg: DeepgramStandin) -> None:
+async def test_speak_websocket_errors_and_first_byte_latency(dg: StartedStandin) -> None:
     with pytest.raises(ApiError) as err:
         async with dg.client.speak.v1.connect(model="aura-2-nobody-en", encoding="mulaw", sample_rate=8000):
             pass
@@ -361,20 +379,31 @@ async def test_speak_websocket_errors_and_first_byte_latency(dg: DeepgramStandin
 
 
 @pytest.mark.asyncio
-async def test_speak_rest(dg: DeepgramStandin) -> None:
+async def test_speak_rest(dg: StartedStandin) -> None:
     text = "Your appointment is confirmed."
-    chunks = [c async for c in dg.client.speak.v1.audio.generate(
-        text=text, model="aura-2-thalia-en", encoding="mulaw", sample_rate=8000, container="none")]
+    chunks = [
+        c
+        async for c in dg.client.speak.v1.audio.generate(
+            text=text, model="aura-2-thalia-en", encoding="mulaw", sample_rate=8000, container="none"
+        )
+    ]
     raw = b"".join(chunks)
     assert audio.decode_text(raw) == text and len(raw) % 160 == 0
-    wav = b"".join([c async for c in dg.client.speak.v1.audio.generate(
-        text=text, model="aura-2-thalia-en", encoding="mulaw", sample_rate=8000)])
+    wav = b"".join(
+        [
+            c
+            async for c in dg.client.speak.v1.audio.generate(
+                text=text, model="aura-2-thalia-en", encoding="mulaw", sample_rate=8000
+            )
+        ]
+    )
     assert wav[:4] == b"RIFF" and wav[8:12] == b"WAVE" and wav.endswith(raw)
 
     bad = async_client(dg.base_url, "nope")
     with pytest.raises(ApiError) as err:
-        async for _ in bad.speak.v1.audio.generate(text=text, model="aura-2-thalia-en", encoding="mulaw",
-                                                  sample_rate=8000, container="none"):
+        async for _ in bad.speak.v1.audio.generate(
+            text=text, model="aura-2-thalia-en", encoding="mulaw", sample_rate=8000, container="none"
+        ):
             pass
     assert err.value.status_code == 401
     assert err.value.body["err_code"] == "INVALID_AUTH"
@@ -389,6 +418,7 @@ def test_thread_mode_sync_sdk_and_http_control_api() -> None:
     server = DeepgramStandin()  # any non-empty key
     url = server.start_in_thread()
     try:
+
         async def control() -> None:
             async with aiohttp.ClientSession() as http:
                 r = await http.post(url + "/_standin/script", json={"tag": "t9", "lines": ["Cancel it please."]})

@@ -50,18 +50,23 @@ def _http(standin, method, path, **kwargs):
 
 # ----------------------------------------------------------------------------- sdk glue
 
+
 def test_rewrite_url_and_stock_behaviour():
     url = "https://api.twilio.com/2010-04-01/Accounts/AC1/Calls.json?PageSize=5"
     assert rewrite_url(url, "http://127.0.0.1:18010") == (
-        "http://127.0.0.1:18010/2010-04-01/Accounts/AC1/Calls.json?PageSize=5")
+        "http://127.0.0.1:18010/2010-04-01/Accounts/AC1/Calls.json?PageSize=5"
+    )
     assert rewrite_url("https://lookups.twilio.com/v2/PhoneNumbers/+1", "http://h:1/tw/") == (
-        "http://h:1/tw/v2/PhoneNumbers/+1")
+        "http://h:1/tw/v2/PhoneNumbers/+1"
+    )
     assert rewrite_url(url, "https://api.twilio.com") == url
     assert rewrite_url(url, None) == url
     assert rewrite_url("https://example.com/x", "http://h:1") == "https://example.com/x"
     stock = BaseUrlTwilioHttpClient("https://api.twilio.com", timeout=3)
+    assert stock.session is not None
     assert stock.is_stock and stock.session.trust_env and stock.timeout == 3
     local = BaseUrlTwilioHttpClient("http://127.0.0.1:1")
+    assert local.session is not None
     assert not local.is_stock and not local.session.trust_env
     with pytest.raises(ValueError):
         BaseUrlTwilioHttpClient("ftp://127.0.0.1:1")
@@ -77,6 +82,7 @@ def test_make_client_ignores_edge_and_region(standin, account, monkeypatch):
 
 
 # ----------------------------------------------------------------------------- numbers
+
 
 def test_list_exact_partial_and_wildcard(account):
     sid, _, numbers, client = account
@@ -96,10 +102,8 @@ def test_list_exact_partial_and_wildcard(account):
     assert client.incoming_phone_numbers.list(phone_number="20718*8750")[0].phone_number == "+442071838750"
     assert client.incoming_phone_numbers.list(phone_number="+1999") == []
     # '+' anchors at the start: "+44" is not contained in +1415...
-    assert [n.phone_number for n in client.incoming_phone_numbers.list(phone_number="+44")] == [
-        "+442071838750"]
-    assert [n.sid for n in client.incoming_phone_numbers.list(friendly_name="support")] == [
-        numbers[1]["sid"]]
+    assert [n.phone_number for n in client.incoming_phone_numbers.list(phone_number="+44")] == ["+442071838750"]
+    assert [n.sid for n in client.incoming_phone_numbers.list(friendly_name="support")] == [numbers[1]["sid"]]
 
 
 def test_paging_follows_next_page_uri(standin):
@@ -115,7 +119,7 @@ def test_paging_follows_next_page_uri(standin):
     sent = standin.requests(path_contains=sid)
     assert [r["query"].get("Page") for r in sent] == [None, "1", "2"]
     assert all(r["query"]["PageSize"] == "50" for r in sent)
-    assert sent[1]["query"]["PageToken"] == "PA" + listed[49].sid
+    assert sent[1]["query"]["PageToken"] == f"PA{listed[49].sid}"
 
     # Filters survive into next_page_uri; limit stops early.
     filtered = client.incoming_phone_numbers.list(phone_number="+162855501**", page_size=3)
@@ -124,9 +128,13 @@ def test_paging_follows_next_page_uri(standin):
 
     page = client.incoming_phone_numbers.page(page_size=50)
     page2 = page.next_page()
+    assert page2 is not None
     page3 = page2.next_page()
+    assert page3 is not None
     assert len(list(page3)) == 20 and page3.next_page() is None
-    assert [n.sid for n in page2.previous_page()] == [n.sid for n in listed[:50]]
+    previous = page2.previous_page()
+    assert previous is not None
+    assert [n.sid for n in previous] == [n.sid for n in listed[:50]]
 
 
 def test_fetch_update_delete(standin, account):
@@ -146,10 +154,19 @@ def test_fetch_update_delete(standin, account):
     )
     assert updated.voice_url == "https://app.example.com/twilio/voice"
     again = client.incoming_phone_numbers(pn).fetch()
-    assert (again.voice_url, again.voice_method, again.voice_fallback_url, again.status_callback,
-            again.friendly_name) == ("https://app.example.com/twilio/voice", "POST",
-                                     "https://app.example.com/twilio/fallback",
-                                     "https://app.example.com/twilio/status", "main line")
+    assert (
+        again.voice_url,
+        again.voice_method,
+        again.voice_fallback_url,
+        again.status_callback,
+        again.friendly_name,
+    ) == (
+        "https://app.example.com/twilio/voice",
+        "POST",
+        "https://app.example.com/twilio/fallback",
+        "https://app.example.com/twilio/status",
+        "main line",
+    )
     assert standin.get_number(pn)["voice_url"] == "https://app.example.com/twilio/voice"
     posted = standin.requests(path_contains=pn, method="POST")[-1]
     assert posted["form"]["VoiceUrl"] == "https://app.example.com/twilio/voice"
@@ -167,8 +184,13 @@ def test_fetch_update_delete(standin, account):
     # Nothing was applied by the refused updates.
     assert client.incoming_phone_numbers(pn).fetch().voice_url == "https://app.example.com/twilio/voice"
     # Unknown parameter names are refused.
-    raw = _http(standin, "POST", f"/2010-04-01/Accounts/{sid}/IncomingPhoneNumbers/{pn}.json",
-                data={"VoiceURL": "https://x.example.com"}, auth=(sid, account[1]))
+    raw = _http(
+        standin,
+        "POST",
+        f"/2010-04-01/Accounts/{sid}/IncomingPhoneNumbers/{pn}.json",
+        data={"VoiceURL": "https://x.example.com"},
+        auth=(sid, account[1]),
+    )
     assert raw.status_code == 400 and raw.json()["code"] == 20001
 
     assert client.incoming_phone_numbers(pn).delete() is True
@@ -206,9 +228,9 @@ def test_bad_credentials_are_20003(standin, account):
         with pytest.raises(TwilioRestException) as exc:
             client.api.v2010.accounts(sid).incoming_phone_numbers(pn).fetch()
         assert exc.value.status == 401 and exc.value.code == 20003
-        with pytest.raises(TwilioException) as exc:  # a failed list is a plain TwilioException
+        with pytest.raises(TwilioException) as list_error:  # a failed list is a plain TwilioException
             client.incoming_phone_numbers.list()
-        response = exc.value.args[1]
+        response = list_error.value.args[1]
         assert response.status_code == 401 and '"code": 20003' in response.text
     # Good credentials, but another account's URL.
     other_sid, _ = standin.add_account()
@@ -218,16 +240,18 @@ def test_bad_credentials_are_20003(standin, account):
     assert exc.value.status == 401 and exc.value.code == 20003
     raw = _http(standin, "GET", f"/2010-04-01/Accounts/{sid}/IncomingPhoneNumbers.json")
     assert raw.status_code == 401 and raw.json() == {
-        "code": 20003, "message": "Authenticate",
-        "more_info": "https://www.twilio.com/docs/errors/20003", "status": 401}
+        "code": 20003,
+        "message": "Authenticate",
+        "more_info": "https://www.twilio.com/docs/errors/20003",
+        "status": 401,
+    }
 
 
 def test_account_fetch_and_number_purchase(account):
     sid, token, _, client = account
     fetched = client.api.v2010.accounts(sid).fetch()
     assert fetched.sid == sid and fetched.status == "active"
-    bought = client.incoming_phone_numbers.create(area_code="628",
-                                                  voice_url="https://app.example.com/v")
+    bought = client.incoming_phone_numbers.create(area_code="628", voice_url="https://app.example.com/v")
     assert bought.phone_number.startswith("+1628") and bought.sid.startswith("PN")
     with pytest.raises(TwilioRestException) as exc:
         client.incoming_phone_numbers.create(phone_number="+14155550101")
@@ -235,6 +259,7 @@ def test_account_fetch_and_number_purchase(account):
 
 
 # ----------------------------------------------------------------------------- latency / failures
+
 
 def test_latency_delays_and_overlaps(standin, account):
     sid, token, numbers, client = account
@@ -249,9 +274,11 @@ def test_latency_delays_and_overlaps(standin, account):
         headers = {"Authorization": "Basic " + base64.b64encode(f"{sid}:{token}".encode()).decode()}
         conn = aiohttp.TCPConnector(limit=0)
         async with aiohttp.ClientSession(connector=conn, headers=headers) as s:
+
             async def one():
                 async with s.get(url) as r:
                     return r.status
+
             return await asyncio.gather(*[one() for _ in range(n)])
 
     started = time.monotonic()
@@ -311,6 +338,7 @@ def test_fail_timeout(standin, account):
 
 # ----------------------------------------------------------------------------- calls
 
+
 def test_calls_create_update_and_control_api(standin, account):
     sid, _, numbers, client = account
     call = client.calls.create(
@@ -340,7 +368,9 @@ def test_calls_create_update_and_control_api(standin, account):
     assert mine["request"]["Url"] == "https://app.example.com/twilio/voice"
     assert mine["request"]["MachineDetection"] == "Enable" and mine["request"]["Timeout"] == "20"
     assert [u["params"] for u in mine["updates"]] == [
-        {"Twiml": "<Response><Hangup/></Response>"}, {"Status": "completed"}]
+        {"Twiml": "<Response><Hangup/></Response>"},
+        {"Status": "completed"},
+    ]
 
     with pytest.raises(TwilioRestException) as exc:  # already over
         client.calls(call.sid).update(status="completed")
@@ -351,12 +381,19 @@ def test_calls_create_update_and_control_api(standin, account):
 def test_calls_validation(standin, account):
     _, _, _, client = account
     cases = [
-        (dict(to="5551234", from_="+14155550101", url="https://a.example.com/v"), 21211),
-        (dict(to="+14155559999", from_="+14155557777", url="https://a.example.com/v"), 21210),
-        (dict(to="+14155559999", from_="+14155550101"), 21205),
-        (dict(to="+14155559999", from_="+14155550101", url="javascript:alert(1)"), 21205),
-        (dict(to="+14155559999", from_="+14155550101", url="https://a.example.com/v",
-              status_callback_event=["bogus"]), 20001),
+        ({"to": "5551234", "from_": "+14155550101", "url": "https://a.example.com/v"}, 21211),
+        ({"to": "+14155559999", "from_": "+14155557777", "url": "https://a.example.com/v"}, 21210),
+        ({"to": "+14155559999", "from_": "+14155550101"}, 21205),
+        ({"to": "+14155559999", "from_": "+14155550101", "url": "javascript:alert(1)"}, 21205),
+        (
+            {
+                "to": "+14155559999",
+                "from_": "+14155550101",
+                "url": "https://a.example.com/v",
+                "status_callback_event": ["bogus"],
+            },
+            20001,
+        ),
     ]
     for kwargs, code in cases:
         with pytest.raises(TwilioRestException) as exc:
@@ -365,8 +402,7 @@ def test_calls_validation(standin, account):
     with pytest.raises(TwilioRestException) as exc:
         client.calls("CA" + "0" * 32).update(status="completed")
     assert exc.value.code == 20404
-    call = client.calls.create(to="+14155559999", from_="+14155550101",
-                               twiml="<Response><Say>hi</Say></Response>")
+    call = client.calls.create(to="+14155559999", from_="+14155550101", twiml="<Response><Say>hi</Say></Response>")
     with pytest.raises(TwilioRestException) as exc:
         client.calls(call.sid).update(status="in-progress")
     assert exc.value.status == 400
@@ -376,10 +412,12 @@ def test_calls_validation(standin, account):
 
 # ----------------------------------------------------------------------------- messages
 
+
 def test_messages(standin, account):
     _, _, _, client = account
-    message = client.messages.create(to="+14155559999", from_="+14155550101", body="hello",
-                                     status_callback="https://app.example.com/sms/status")
+    message = client.messages.create(
+        to="+14155559999", from_="+14155550101", body="hello", status_callback="https://app.example.com/sms/status"
+    )
     assert message.sid.startswith("SM") and message.status == "queued"
     assert message.body == "hello" and message.num_segments == "1"
     assert client.messages(message.sid).fetch().to == "+14155559999"
@@ -408,23 +446,32 @@ def test_messages(standin, account):
 
 # ----------------------------------------------------------------------------- control API over HTTP
 
+
 def test_control_api_over_http(standin):
     sid, token = make_account_sid(), make_token()
     assert _http(standin, "POST", "/_standin/accounts", json={"sid": sid, "token": token}).status_code == 201
-    created = _http(standin, "POST", "/_standin/numbers", json={
-        "account_sid": sid, "phone_number": "+13105550123",
-        "voice_url": "https://app.example.com/v", "friendly_name": "la"})
+    created = _http(
+        standin,
+        "POST",
+        "/_standin/numbers",
+        json={
+            "account_sid": sid,
+            "phone_number": "+13105550123",
+            "voice_url": "https://app.example.com/v",
+            "friendly_name": "la",
+        },
+    )
     assert created.status_code == 201
     number = created.json()
     assert number["sid"].startswith("PN") and number["voice_url"] == "https://app.example.com/v"
-    duplicate = _http(standin, "POST", "/_standin/numbers",
-                      json={"account_sid": sid, "phone_number": "+13105550123"})
+    duplicate = _http(standin, "POST", "/_standin/numbers", json={"account_sid": sid, "phone_number": "+13105550123"})
     assert duplicate.status_code == 409
     listed = _http(standin, "GET", f"/_standin/numbers/{sid}").json()
     assert [n["sid"] for n in listed] == [number["sid"]]
 
-    config = _http(standin, "POST", "/_standin/config",
-                   json={"latency_ms": 5, "fail": {"mode": "500", "count": 1}}).json()
+    config = _http(
+        standin, "POST", "/_standin/config", json={"latency_ms": 5, "fail": {"mode": "500", "count": 1}}
+    ).json()
     assert config == {"latency_ms": 5.0, "fail": {"mode": "500", "count": 1, "hold_s": 30.0}}
     client = make_client(sid, token, standin.base_url)
     with pytest.raises(TwilioRestException):

@@ -53,9 +53,12 @@ def test_mixed_rows_each_get_the_single_import_outcome(celery_worker, alice: Per
     job = wait_for(lambda: _done(alice, accepted["id"]), timeout=30)
     outcome = [(r["status"], r["http_status"], (r["error"] or {}).get("code")) for r in job["rows"]]
     assert outcome[:7] == [
-        ("succeeded", 201, None), ("succeeded", 201, None),
-        ("failed", 400, "invalid_phone_format"), ("failed", 400, "twilio_invalid_credentials"),
-        ("failed", 400, "number_not_in_twilio"), ("failed", 403, "agent_not_owned"),
+        ("succeeded", 201, None),
+        ("succeeded", 201, None),
+        ("failed", 400, "invalid_phone_format"),
+        ("failed", 400, "twilio_invalid_credentials"),
+        ("failed", 400, "number_not_in_twilio"),
+        ("failed", 403, "agent_not_owned"),
         outcome[6],
     ]
     # The same number twice in one job: exactly one import wins.
@@ -73,8 +76,9 @@ def test_bulk_validation_and_limits(alice: Persona) -> None:
     assert_error(client.post("/v1/phone-numbers/bulk", {"numbers": []}), 400, "invalid_request", "invalid_request")
     assert_error(client.post("/v1/phone-numbers/bulk", {"rows": [{}]}), 400, "invalid_request", "invalid_request")
     too_many = [{"phone_number": "+442011110001"}] * 1001
-    error = assert_error(client.post("/v1/phone-numbers/bulk", {"numbers": too_many}), 400, "invalid_request",
-                         "invalid_request")
+    error = assert_error(
+        client.post("/v1/phone-numbers/bulk", {"numbers": too_many}), 400, "invalid_request", "invalid_request"
+    )
     assert "numbers" in error["details"]["fields"]
 
 
@@ -102,7 +106,7 @@ def test_job_survives_a_killed_worker(make_persona, twilio, celery_worker) -> No
         try:
             rows = [{"phone_number": e, "twilio_sid": sid, "twilio_token": token, "agent_id": agent} for e in numbers]
             job_id = client.post("/v1/phone-numbers/bulk", {"numbers": rows}).json()["id"]
-            wait_for(lambda: 5 <= _job(persona, job_id)["done"], timeout=60)
+            wait_for(lambda: _job(persona, job_id)["done"] >= 5, timeout=60)
             pool = _children_of(victim.pid)  # the prefork child running the task
             assert pool
             for pid in [victim.pid, *pool]:

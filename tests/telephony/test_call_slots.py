@@ -10,21 +10,20 @@ import time
 import uuid
 from collections.abc import Iterator
 from io import StringIO
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis
 from django.core.management import call_command
-from django.db import connection
 from django.test import Client
 from django_tenants.utils import schema_context
-
 from twilio.request_validator import RequestValidator
 
 from telephony import concurrency
 from telephony.models import Call
 from telephony.services import live_calls
 from telephony.services.calls import stream_url
+from tenants.db import tenant_connection
 from tests.conftest import Persona, wait_for
 from tests.telephony.test_status_callbacks import callback, row
 from tests.telephony.test_voice_webhook import (
@@ -55,12 +54,13 @@ def own_slots(settings: Any) -> Iterator[redis.Redis]:
 def _platform(r: redis.Redis, settings: Any) -> set[str]:
     key = f"{settings.CALL_LEASE_PREFIX}:platform"
     r.zremrangebyscore(key, "-inf", time.time())
-    return {m.decode() for m in r.zrange(key, 0, -1)}
+    members = cast("list[bytes]", r.zrange(key, 0, -1))  # without withscores: the members, undecoded
+    return {m.decode() for m in members}
 
 
-def test_webhooks_that_never_stream_free_their_slots_within_seconds(make_persona: Any, alice: Persona,
-                                                                      twilio: Any, settings: Any,
-                                                                      own_slots: redis.Redis) -> None:
+def test_webhooks_that_never_stream_free_their_slots_within_seconds(
+    make_persona: Any, alice: Persona, twilio: Any, settings: Any, own_slots: redis.Redis
+) -> None:
     # Mallory knows her own Twilio token, so she can sign voice webhooks for calls that never
     # happen. Forty of them fill the platform...
     settings.PLATFORM_MAX_CONCURRENT_CALLS = 40
@@ -79,8 +79,9 @@ def test_webhooks_that_never_stream_free_their_slots_within_seconds(make_persona
     assert_stream(ring(alices)[0], alices)
 
 
-def test_one_account_cannot_take_the_whole_platform_pool(make_persona: Any, alice: Persona, twilio: Any,
-                                                          settings: Any) -> None:
+def test_one_account_cannot_take_the_whole_platform_pool(
+    make_persona: Any, alice: Persona, twilio: Any, settings: Any
+) -> None:
     settings.PLATFORM_MAX_CONCURRENT_CALLS = 4
     assert settings.PLATFORM_ACCOUNT_SHARE == 0.5  # the default: half the pool at most
     mallory = import_line(make_persona("Mallory", max_concurrent_calls=100), twilio)
@@ -92,19 +93,22 @@ def test_one_account_cannot_take_the_whole_platform_pool(make_persona: Any, alic
     assert "busy" in assert_say_and_hang_up(refused)
     call = row(mallory, params["CallSid"])
     assert (call.status, call.rejection_reason, call.end_reason) == (
-        Call.REJECTED, Call.CONCURRENT_CALL_LIMIT, concurrency.ACCOUNT_SHARE_FULL)
+        Call.REJECTED,
+        Call.CONCURRENT_CALL_LIMIT,
+        concurrency.ACCOUNT_SHARE_FULL,
+    )
     assert concurrency.active_calls(mallory.schema) == 2
 
     # The rest of the pool is there for everyone else.
     for _ in range(2):
         assert_stream(ring(alices)[0], alices)
     assert "busy" in assert_say_and_hang_up(ring(alices)[0])  # now the platform is full
-    assert [c.end_reason for c in calls_in(alices.schema) if c.status == Call.REJECTED] == [
-        concurrency.PLATFORM_FULL]
+    assert [c.end_reason for c in calls_in(alices.schema) if c.status == Call.REJECTED] == [concurrency.PLATFORM_FULL]
 
 
-def test_a_full_platform_refuses_calls_politely_and_records_why(line_pair: tuple[Line, Line], settings: Any,
-                                                                  own_slots: redis.Redis) -> None:
+def test_a_full_platform_refuses_calls_politely_and_records_why(
+    line_pair: tuple[Line, Line], settings: Any, own_slots: redis.Redis
+) -> None:
     """This process is the only web process here: its advertised capacity is the platform's."""
     settings.PROCESS_CALL_CAPACITY = 2
     settings.PLATFORM_ACCOUNT_SHARE = 1.0
@@ -116,7 +120,10 @@ def test_a_full_platform_refuses_calls_politely_and_records_why(line_pair: tuple
     assert "busy" in assert_say_and_hang_up(refused)
     call = row(first, params["CallSid"])
     assert (call.status, call.rejection_reason, call.end_reason) == (
-        Call.REJECTED, Call.CONCURRENT_CALL_LIMIT, concurrency.CAPACITY_FULL)
+        Call.REJECTED,
+        Call.CONCURRENT_CALL_LIMIT,
+        concurrency.CAPACITY_FULL,
+    )
     assert call.ended_at is not None
 
     # What the process advertises, for load balancers and the benchmark...
@@ -135,8 +142,9 @@ def upgrade_signature(line: Line) -> str:
     return RequestValidator(line.token).compute_signature(stream_url(), {})
 
 
-def test_a_stream_that_starts_after_its_lease_ran_out_must_win_a_slot_again(make_persona: Any, twilio: Any,
-                                                                           settings: Any) -> None:
+def test_a_stream_that_starts_after_its_lease_ran_out_must_win_a_slot_again(
+    make_persona: Any, twilio: Any, settings: Any
+) -> None:
     # Otherwise the holder of a stream token could wait out the short lease and stream anyway.
     settings.CALL_ADMISSION_LEASE_SECONDS = 0.5
     line = import_line(make_persona("Solo", max_concurrent_calls=1), twilio)
@@ -145,11 +153,11 @@ def test_a_stream_that_starts_after_its_lease_ran_out_must_win_a_slot_again(make
     now = assert_stream(ring(line)[0], line)  # the late call's slot went to another call
     with pytest.raises(live_calls.StreamRefused, match="no call slot"):
         live_calls.open_live_call(schema_name=line.schema, call_id=late, signature=upgrade_signature(line))
-    connection.set_schema_to_public()
+    tenant_connection().set_schema_to_public()
 
     # The call that holds the slot streams; its lease is now the long, renewed one.
     live = live_calls.open_live_call(schema_name=line.schema, call_id=now, signature=upgrade_signature(line))
-    connection.set_schema_to_public()
+    tenant_connection().set_schema_to_public()
     assert live.setup.call_id == now and concurrency.live_calls_here() >= 1
     r = redis.Redis.from_url(settings.REDIS_URL)
     expiry = r.zscore(f"{settings.CALL_LEASE_PREFIX}:account:{line.schema}", now)

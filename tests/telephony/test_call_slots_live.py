@@ -34,6 +34,7 @@ PREFIX = "nixflex-test:live-slots"  # on the throwaway Redis: nobody else's keys
 GREETING = "Thanks for calling Smile Dental Croydon!"
 REPLY = "Of course. What day would suit you?"
 
+
 @pytest.fixture
 def clinic(line: dict[str, Any]) -> dict[str, Any]:  # noqa: F811  (test_live_call's fixture)
     """Alice's clinic: a customer, an agent, an imported number (test_live_call's `line`)."""
@@ -44,7 +45,6 @@ def clinic(line: dict[str, Any]) -> dict[str, Any]:  # noqa: F811  (test_live_ca
 def scripted_claude(claude: Any) -> Any:  # noqa: F811  (test_live_call's fixture)
     """The Anthropic stand-in, scripted as in test_live_call."""
     return claude
-
 
 
 class ThrowawayRedis:
@@ -60,8 +60,23 @@ class ThrowawayRedis:
         if self.proc is not None:
             return
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", self.dir, "--loglevel", "warning"], stdout=subprocess.DEVNULL)
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.dir,
+                "--loglevel",
+                "warning",
+            ],
+            stdout=subprocess.DEVNULL,
+        )
         client = redis.Redis.from_url(self.url)
         wait_for(lambda: _pings(client), timeout=10)
 
@@ -97,14 +112,35 @@ def slot_server(providers: Any, throwaway_redis: ThrowawayRedis) -> Iterator[str
     """uvicorn serving the app with its Redis (leases, stream tokens, broker) on the
     throwaway server, and short leases renewed every second."""
     port = _free_port()
-    env = {**_subprocess_env(), "REDIS_URL": throwaway_redis.url, "CALL_LEASE_PREFIX": PREFIX,
-           "CALL_ADMISSION_LEASE_SECONDS": str(ADMISSION_LEASE), "CALL_LIVE_LEASE_SECONDS": str(LIVE_LEASE),
-           "CALL_LEASE_RENEW_SECONDS": str(RENEW_EVERY)}
+    env = {
+        **_subprocess_env(),
+        "REDIS_URL": throwaway_redis.url,
+        "CALL_LEASE_PREFIX": PREFIX,
+        "CALL_ADMISSION_LEASE_SECONDS": str(ADMISSION_LEASE),
+        "CALL_LIVE_LEASE_SECONDS": str(LIVE_LEASE),
+        "CALL_LEASE_RENEW_SECONDS": str(RENEW_EVERY),
+    }
     log_path = Path(throwaway_redis.dir) / "server.log"  # there until the module's tests end
     with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "nixflex.asgi:application", "--host", "127.0.0.1",
-                                 "--port", str(port), "--log-level", "warning", "--no-access-log"],
-                                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "nixflex.asgi:application",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 30
         while True:
@@ -143,12 +179,25 @@ def _health(server: str) -> dict[str, Any]:
     return requests.get(f"{server}/health", timeout=5).json()
 
 
-def _run_call(server: str, providers: Any, clinic: dict[str, Any], script: list[Utterance],
-              during: Callable[[SimulatedCall], Awaitable[None]]) -> CallRecording:
+def _run_call(
+    server: str,
+    providers: Any,
+    clinic: dict[str, Any],
+    script: list[Utterance],
+    during: Callable[[SimulatedCall], Awaitable[None]],
+) -> CallRecording:
     """One simulated call, with `during` running alongside it (it sees the call's progress)."""
-    call = SimulatedCall(server_url=server, public_base_url=settings.PUBLIC_BASE_URL,
-                         twilio_url=providers["twilio"].base_url, account_sid=clinic["sid"], auth_token=clinic["token"],
-                         from_number=_caller(), to_number=clinic["e164"], script=script, max_seconds=60)
+    call = SimulatedCall(
+        server_url=server,
+        public_base_url=settings.PUBLIC_BASE_URL,
+        twilio_url=providers["twilio"].base_url,
+        account_sid=clinic["sid"],
+        auth_token=clinic["token"],
+        from_number=_caller(),
+        to_number=clinic["e164"],
+        script=script,
+        max_seconds=60,
+    )
 
     async def both() -> CallRecording:
         recording, _ = await asyncio.gather(call.run(), during(call))
@@ -173,8 +222,15 @@ def _completed(clinic: dict[str, Any], call_id: str) -> Call:
 
 def _ring_without_streaming(server: str, clinic: dict[str, Any]) -> str:
     """A correctly signed voice webhook for a call that never opens its media stream."""
-    params = {"CallSid": f"CA{uuid.uuid4().hex}", "AccountSid": clinic["sid"], "From": _caller(), "To": clinic["e164"],
-              "CallStatus": "ringing", "Direction": "inbound", "ApiVersion": "2010-04-01"}
+    params = {
+        "CallSid": f"CA{uuid.uuid4().hex}",
+        "AccountSid": clinic["sid"],
+        "From": _caller(),
+        "To": clinic["e164"],
+        "CallStatus": "ringing",
+        "Direction": "inbound",
+        "ApiVersion": "2010-04-01",
+    }
     signature = RequestValidator(clinic["token"]).compute_signature(f"{settings.PUBLIC_BASE_URL}/twilio/voice", params)
     response = requests.post(f"{server}/twilio/voice", data=params, headers={"X-Twilio-Signature": signature})
     assert response.status_code == 200 and "<Connect>" in response.text, response.text
@@ -182,7 +238,8 @@ def _ring_without_streaming(server: str, clinic: dict[str, Any]) -> str:
 
 
 def test_a_live_call_renews_its_slot_while_a_call_that_never_streams_loses_its_own(
-        clinic: dict[str, Any], scripted_claude: Any, slot_server: str, providers: Any, store: ThrowawayRedis) -> None:
+    clinic: dict[str, Any], scripted_claude: Any, slot_server: str, providers: Any, store: ThrowawayRedis
+) -> None:
     ghost = _ring_without_streaming(slot_server, clinic)
     assert _lease(store, ghost) is not None
     seen: dict[str, Any] = {}
@@ -196,9 +253,13 @@ def test_a_live_call_renews_its_slot_while_a_call_that_never_streams_loses_its_o
         seen["later"], seen["checked_at"] = _lease(store, call.rec.call_id), time.time()
         seen["first"], seen["ghost"] = first, _lease(store, ghost)
 
-    rec = _run_call(slot_server, providers, clinic,
-                    [Utterance("I'd like to book a cleaning"), Utterance("Thanks, goodbye", pause_s=LIVE_LEASE + 2)],
-                    during)
+    rec = _run_call(
+        slot_server,
+        providers,
+        clinic,
+        [Utterance("I'd like to book a cleaning"), Utterance("Thanks, goodbye", pause_s=LIVE_LEASE + 2)],
+        during,
+    )
     assert rec.agent_texts == [GREETING, REPLY, "Goodbye!"] and rec.ended_by == "agent"
     # Looked at after the lease first seen had run out: held still, so renewed (not just long).
     assert seen["checked_at"] > seen["first"] and seen["later"] is not None
@@ -210,7 +271,8 @@ def test_a_live_call_renews_its_slot_while_a_call_that_never_streams_loses_its_o
 
 
 def test_redis_restarting_mid_call_drops_no_call_and_the_slot_comes_back(
-        clinic: dict[str, Any], scripted_claude: Any, slot_server: str, providers: Any, store: ThrowawayRedis) -> None:
+    clinic: dict[str, Any], scripted_claude: Any, slot_server: str, providers: Any, store: ThrowawayRedis
+) -> None:
     seen: dict[str, Any] = {}
 
     async def during(call: SimulatedCall) -> None:
@@ -224,8 +286,13 @@ def test_redis_restarting_mid_call_drops_no_call_and_the_slot_comes_back(
         seen["lease"] = await _until(lambda: _lease(store, call.rec.call_id), timeout=RENEW_EVERY * 4)
         seen["advertised"] = store.client().zcard(f"{PREFIX}:processes")
 
-    rec = _run_call(slot_server, providers, clinic,
-                    [Utterance("I'd like to book a cleaning"), Utterance("Thanks, goodbye", pause_s=8)], during)
+    rec = _run_call(
+        slot_server,
+        providers,
+        clinic,
+        [Utterance("I'd like to book a cleaning"), Utterance("Thanks, goodbye", pause_s=8)],
+        during,
+    )
     assert seen["down_while_live"] and seen["lease"] and seen["advertised"] == 1
     assert rec.agent_texts == [GREETING, REPLY, "Goodbye!"] and rec.ended_by == "agent" and not rec.error
     call = _completed(clinic, rec.call_id)
@@ -235,7 +302,8 @@ def test_redis_restarting_mid_call_drops_no_call_and_the_slot_comes_back(
 
 
 def test_a_call_arriving_while_redis_is_down_is_answered(
-        clinic: dict[str, Any], scripted_claude: Any, slot_server: str, providers: Any, store: ThrowawayRedis) -> None:
+    clinic: dict[str, Any], scripted_claude: Any, slot_server: str, providers: Any, store: ThrowawayRedis
+) -> None:
     store.stop()
     seen: dict[str, Any] = {}
 
@@ -245,8 +313,13 @@ def test_a_call_arriving_while_redis_is_down_is_answered(
         # Admitted on the process's own ledger; its slot is taken in Redis once it is back.
         seen["lease"] = await _until(lambda: _lease(store, call.rec.call_id), timeout=RENEW_EVERY * 4)
 
-    rec = _run_call(slot_server, providers, clinic,
-                    [Utterance("I'd like to book a cleaning"), Utterance("Thanks, goodbye", pause_s=5)], during)
+    rec = _run_call(
+        slot_server,
+        providers,
+        clinic,
+        [Utterance("I'd like to book a cleaning"), Utterance("Thanks, goodbye", pause_s=5)],
+        during,
+    )
     assert rec.twiml and not rec.refused  # not a 500, not "lines busy"
     assert rec.agent_texts == [GREETING, REPLY, "Goodbye!"] and rec.ended_by == "agent"
     assert seen["lease"]

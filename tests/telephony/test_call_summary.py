@@ -22,10 +22,16 @@ def _ended_call(persona: Persona) -> tuple[str, str]:
     marker = f"marker-{uuid.uuid4().hex[:8]}"
     with schema_context(persona.account.schema_name):
         call = Call.objects.create(
-            twilio_call_sid=f"CA{uuid.uuid4().hex}", from_number=unique_e164("+4477"), to_number=unique_e164(),
-            status=Call.COMPLETED, summary_status=Call.SummaryStatus.PENDING,
-            transcript=[{"role": "agent", "text": "Hello, how can I help?", "at": 0.5},
-                        {"role": "caller", "text": f"I'd like to book a cleaning, {marker}", "at": 2.0}])
+            twilio_call_sid=f"CA{uuid.uuid4().hex}",
+            from_number=unique_e164("+4477"),
+            to_number=unique_e164(),
+            status=Call.COMPLETED,
+            summary_status=Call.SummaryStatus.PENDING,
+            transcript=[
+                {"role": "agent", "text": "Hello, how can I help?", "at": 0.5},
+                {"role": "caller", "text": f"I'd like to book a cleaning, {marker}", "at": 2.0},
+            ],
+        )
         summarize_call.delay(call.id)
     return call.id, marker
 

@@ -17,6 +17,7 @@ from tests.telephony.test_live_call import _caller, claude, line, simulate  # no
 
 SUMMARY = "Jane asked to book a cleaning next Tuesday."
 
+
 @pytest.fixture
 def clinic(line: dict[str, Any]) -> dict[str, Any]:  # noqa: F811  (test_live_call's fixture)
     """Alice's clinic: a customer, an agent, an imported number (test_live_call's `line`)."""
@@ -29,13 +30,16 @@ def scripted_claude(claude: Any) -> Any:  # noqa: F811  (test_live_call's fixtur
     return claude
 
 
-
 def _another_number(clinic: dict[str, Any], twilio: Any, customer: dict[str, Any] | None) -> dict[str, Any]:
     """Another number on the same agent (and Twilio account), for `customer` or none."""
     e164 = unique_e164()
     twilio.add_number(clinic["sid"], e164)
-    body = {"phone_number": e164, "twilio_sid": clinic["sid"], "twilio_token": clinic["token"],
-            "agent_id": clinic["agent"]["id"]}
+    body = {
+        "phone_number": e164,
+        "twilio_sid": clinic["sid"],
+        "twilio_token": clinic["token"],
+        "agent_id": clinic["agent"]["id"],
+    }
     if customer is not None:
         body["customer_id"] = customer["id"]
     response = clinic["persona"].client().post("/v1/phone-numbers", body)
@@ -52,8 +56,9 @@ def _system_prompt_of(server: str, providers: Any, clinic: dict[str, Any], scrip
     return system
 
 
-def test_earlier_calls_stay_with_the_clinic_that_took_them(clinic: dict[str, Any], scripted_claude: Any, asgi_server: str,
-                                                           providers: Any, celery_worker: Any) -> None:
+def test_earlier_calls_stay_with_the_clinic_that_took_them(
+    clinic: dict[str, Any], scripted_claude: Any, asgi_server: str, providers: Any, celery_worker: Any
+) -> None:
     client = clinic["persona"].client()
     other_clinic = client.post("/v1/customers", {"name": "Bright Bite Leeds", "timezone": "Europe/London"}).json()
     clinic_b = _another_number(clinic, providers["twilio"], other_clinic)
@@ -61,8 +66,9 @@ def test_earlier_calls_stay_with_the_clinic_that_took_them(clinic: dict[str, Any
     caller = _caller()
 
     # The caller phones clinic A (Smile Dental Croydon); the call gets its summary.
-    first = simulate(asgi_server, providers, clinic,
-                     [Utterance("I'd like to book a cleaning"), Utterance("Thanks, goodbye")], caller)
+    first = simulate(
+        asgi_server, providers, clinic, [Utterance("I'd like to book a cleaning"), Utterance("Thanks, goodbye")], caller
+    )
     with schema_context(clinic["persona"].account.schema_name):
         wait_for(lambda: Call.objects.filter(id=first.call_id, summary_status="done").exists(), timeout=30)
         assert Call.objects.get(id=first.call_id).summary == SUMMARY

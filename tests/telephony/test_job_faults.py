@@ -12,8 +12,9 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import redis
@@ -79,10 +80,8 @@ def _queued_messages(job_id: str) -> int:
 def _kill_worker(worker: subprocess.Popen) -> None:
     """kill -9 a worker and its pool processes."""
     for pid in [worker.pid, *_children_of(worker.pid)]:
-        try:
+        with suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     worker.wait()
 
 
@@ -105,6 +104,7 @@ def _reaper_passes(count: int) -> None:
 
 # --- A job that crashes every run -----------------------------------------------------------
 
+
 @contextmanager
 def _row_outcomes_refused(schema: str) -> Iterator[None]:
     """The fault: the database refuses to store a row's outcome while its job runs (as a
@@ -124,8 +124,10 @@ def _row_outcomes_refused(schema: str) -> Iterator[None]:
         yield
     finally:
         with connection.cursor() as cursor:
-            cursor.execute(f'DROP TRIGGER refuse_row_outcome ON "{schema}".telephony_jobrow;'
-                           f'DROP FUNCTION "{schema}".refuse_row_outcome();')
+            cursor.execute(
+                f'DROP TRIGGER refuse_row_outcome ON "{schema}".telephony_jobrow;'
+                f'DROP FUNCTION "{schema}".refuse_row_outcome();'
+            )
 
 
 def test_a_job_that_crashes_every_run_ends_failed_with_the_reason(celery_worker, make_persona, twilio) -> None:
@@ -152,13 +154,15 @@ def test_a_job_that_crashes_every_run_ends_failed_with_the_reason(celery_worker,
     assert (job["done"], job["succeeded"], job["failed"]) == (3, 2, 1)
     with schema_context(persona.account.schema_name):
         assert sorted(PhoneNumber.objects.values_list("phone_number", flat=True)) == sorted(
-            r["phone_number"] for r in rows)
+            r["phone_number"] for r in rows
+        )
         assert not JobRow.objects.filter(job_id=job_id, twilio_token__isnull=False).exists()
         assert "No space left on device" in Job.objects.get(id=job_id).last_error
     assert not NumberRoute.objects.filter(reserved_by__startswith=f"jobrow:{job_id}:", state="pending").exists()
 
 
 # --- The reaper -----------------------------------------------------------------------------
+
 
 def test_a_job_whose_worker_died_is_queued_again_exactly_once(celery_worker, make_persona, twilio) -> None:
     persona = make_persona("Orphaned")
@@ -214,6 +218,7 @@ def test_a_slow_job_that_is_progressing_is_left_alone(celery_worker, make_person
 
 # --- Fairness between accounts ----------------------------------------------------------------
 
+
 def _times(persona: Persona, job_id: str) -> tuple[datetime, datetime]:
     with schema_context(persona.account.schema_name):
         job = Job.objects.get(id=job_id)
@@ -236,7 +241,7 @@ def test_one_accounts_backlog_does_not_hold_up_another_account(celery_worker, ma
         busy_jobs = [_post_job(busy, [row]) for row in busy_rows]
         other_job = _post_job(other, other_rows)
         for job_id in busy_jobs:
-            assert wait_for(lambda job_id=job_id: _ended(busy, job_id), timeout=120)["status"] == "completed"
+            assert wait_for(partial(_ended, busy, job_id), timeout=120)["status"] == "completed"
         assert wait_for(lambda: _ended(other, other_job), timeout=60)["status"] == "completed"
     finally:
         _stop(extra)
@@ -253,10 +258,13 @@ def test_one_accounts_backlog_does_not_hold_up_another_account(celery_worker, ma
 
 # --- The broker is down ----------------------------------------------------------------------
 
+
 @contextmanager
 def _own_redis(port: int) -> Iterator[subprocess.Popen]:
-    server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                               "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
     client = redis.Redis(port=port)
     wait_for(lambda: _pings(client), timeout=10)
     try:
@@ -276,9 +284,23 @@ def _pings(client: redis.Redis) -> bool:
 def _api_server(env: dict[str, str]) -> Iterator[str]:
     """The API in its own uvicorn process, with `env` over the test environment."""
     port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "uvicorn", "nixflex.asgi:application", "--host", "127.0.0.1",
-                               "--port", str(port), "--log-level", "warning", "--no-access-log"],
-                              cwd=ROOT, env={**_subprocess_env(), **env})
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "nixflex.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        cwd=ROOT,
+        env={**_subprocess_env(), **env},
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: _answers(f"{url}/health"), timeout=30, interval=0.2)
@@ -296,8 +318,12 @@ def _answers(url: str) -> bool:
 
 
 def _http(method: str, url: str, persona: Persona, body: Any = None) -> tuple[int, str, Any]:
-    request = urllib.request.Request(url, method=method, data=json.dumps(body).encode() if body is not None else None,
-                                     headers={"Authorization": persona.bearer, "Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url,
+        method=method,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Authorization": persona.bearer, "Content-Type": "application/json"},
+    )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             raw = response.read().decode()
@@ -308,7 +334,8 @@ def _http(method: str, url: str, persona: Persona, body: Any = None) -> tuple[in
 
 
 def test_bulk_import_while_the_broker_is_down_is_accepted_and_runs_when_it_is_back(
-        celery_worker, make_persona, twilio) -> None:
+    celery_worker, make_persona, twilio
+) -> None:
     """The API and a worker use a broker of their own; it goes down, a bulk import comes
     in, the broker comes back: the job was kept and runs, with no traceback anywhere."""
     persona = make_persona("Outage")

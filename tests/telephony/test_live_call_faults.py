@@ -30,8 +30,9 @@ line, claude = test_live_call.line, test_live_call.claude  # the same fixtures
 TWILIO_CALL_UPDATES_FAIL = {"mode": "500", "methods": ["POST"], "path_contains": "/Calls/"}
 
 
-def _assert_end_path_ran(line: dict[str, Any], providers: Any, rec: CallRecording, since: float,
-                         end_reason: str, summary: bool = True) -> Call:
+def _assert_end_path_ran(
+    line: dict[str, Any], providers: Any, rec: CallRecording, since: float, end_reason: str, summary: bool = True
+) -> Call:
     """Saved, slot released, Deepgram's sockets closed, summary written (by the worker)."""
     call = _saved(line, rec.call_id, end_reason=end_reason, summary_status="done" if summary else "none")
     assert call.transcript and call.ended_at is not None and call.turns
@@ -39,8 +40,11 @@ def _assert_end_path_ran(line: dict[str, Any], providers: Any, rec: CallRecordin
     wait_for(lambda: concurrency.active_calls(schema) == 0, timeout=5)
 
     def sockets_closed() -> bool:
-        sockets = [c for c in providers["deepgram"].requests()
-                   if c["opened_at"] >= since and (c["kind"] == "speak" or c["tag"] == rec.call_id)]
+        sockets = [
+            c
+            for c in providers["deepgram"].requests()
+            if c["opened_at"] >= since and (c["kind"] == "speak" or c["tag"] == rec.call_id)
+        ]
         return bool(sockets) and all(c["closed_at"] is not None for c in sockets)
 
     wait_for(sockets_closed, timeout=10)
@@ -53,12 +57,19 @@ def _ended_by_platform(rec: CallRecording, within_s: float) -> None:
     assert rec.stream_closed is not None and rec.stream_closed < within_s, rec.stream_closed
 
 
-def test_twilio_failing_the_hang_up_still_ends_the_call(line, claude, asgi_server, providers, celery_worker,
-                                                         twilio) -> None:
+def test_twilio_failing_the_hang_up_still_ends_the_call(
+    line, claude, asgi_server, providers, celery_worker, twilio
+) -> None:
     since = time.time()
     twilio.configure(fail=TWILIO_CALL_UPDATES_FAIL)
-    rec = simulate(asgi_server, providers, line, [Utterance("I'd like to book a cleaning"),
-                                                  Utterance("Thanks, goodbye")], _caller(), max_seconds=40)
+    rec = simulate(
+        asgi_server,
+        providers,
+        line,
+        [Utterance("I'd like to book a cleaning"), Utterance("Thanks, goodbye")],
+        _caller(),
+        max_seconds=40,
+    )
     assert rec.agent_texts[-1] == "Goodbye!"
     assert twilio.requests(path_contains=rec.call_sid)[-1]["status"] == 500  # the hang-up was tried
     _ended_by_platform(rec, within_s=30)
@@ -67,14 +78,20 @@ def test_twilio_failing_the_hang_up_still_ends_the_call(line, claude, asgi_serve
     assert [e["text"] for e in call.transcript][-2:] == ["Thanks, goodbye", "Goodbye!"]
 
 
-def test_twilio_failing_a_transfer_ends_the_call_as_transfer_failed(line, claude, asgi_server, providers,
-                                                                    celery_worker, twilio) -> None:
+def test_twilio_failing_a_transfer_ends_the_call_as_transfer_failed(
+    line, claude, asgi_server, providers, celery_worker, twilio
+) -> None:
     since = time.time()
     claude.fail_next(count=2, status=529)
     twilio.configure(fail=TWILIO_CALL_UPDATES_FAIL)
-    rec = simulate(asgi_server, providers, line,
-                   [Utterance("I'd like to book a cleaning"), Utterance("Hello, can you hear me?")], _caller(),
-                   max_seconds=40)
+    rec = simulate(
+        asgi_server,
+        providers,
+        line,
+        [Utterance("I'd like to book a cleaning"), Utterance("Hello, can you hear me?")],
+        _caller(),
+        max_seconds=40,
+    )
     assert rec.redirect_twiml == ""  # Twilio never took the <Dial>
     _ended_by_platform(rec, within_s=30)
     call = _assert_end_path_ran(line, providers, rec, since, end_reason="transfer_failed")
@@ -82,36 +99,44 @@ def test_twilio_failing_a_transfer_ends_the_call_as_transfer_failed(line, claude
 
 
 def test_max_call_length_ends_the_call_when_marks_never_return_and_the_hang_up_fails(
-        line, claude, asgi_server, providers, celery_worker, twilio) -> None:
+    line, claude, asgi_server, providers, celery_worker, twilio
+) -> None:
     """The watchdog itself runs the hang-up here (no mark ever confirms the goodbye played);
     Twilio failing it must not kill the watchdog silently and leave the call up."""
     since = time.time()
     with schema_context(line["persona"].account.schema_name):
         Agent.objects.filter(id=line["agent"]["id"]).update(max_call_seconds=8)
     twilio.configure(fail=TWILIO_CALL_UPDATES_FAIL)
-    rec = simulate(asgi_server, providers, line, [Utterance("I'd like to book a cleaning")], _caller(),
-                   echo_marks=False, hangup_grace_s=60, max_seconds=45)
+    rec = simulate(
+        asgi_server,
+        providers,
+        line,
+        [Utterance("I'd like to book a cleaning")],
+        _caller(),
+        echo_marks=False,
+        hangup_grace_s=60,
+        max_seconds=45,
+    )
     _ended_by_platform(rec, within_s=30)
     call = _assert_end_path_ran(line, providers, rec, since, end_reason="max_duration")
     assert call.transcript[-1]["text"] == TIME_LIMIT_GOODBYE
 
 
 def test_text_to_speech_refused_at_start_and_twilio_failing_still_ends_the_call(
-        line, claude, asgi_server, providers, twilio) -> None:
+    line, claude, asgi_server, providers, twilio
+) -> None:
     """The greeting cannot be spoken (Deepgram refuses every TTS socket) and the fallback
     (Twilio <Say> + hang-up) fails too: the call must still end, and be recorded."""
     since = time.time()
     providers["deepgram"].refuse_next(count=4, status=503, kind="speak")  # the first try + 3 reconnects
     twilio.configure(fail=TWILIO_CALL_UPDATES_FAIL)
-    rec = simulate(asgi_server, providers, line, [Utterance("Hello?")], _caller(), hangup_grace_s=60,
-                   max_seconds=45)
+    rec = simulate(asgi_server, providers, line, [Utterance("Hello?")], _caller(), hangup_grace_s=60, max_seconds=45)
     assert rec.agent == []
     _ended_by_platform(rec, within_s=15)
     _assert_end_path_ran(line, providers, rec, since, end_reason="tts_unavailable", summary=False)
 
 
-def test_speech_to_text_dropping_for_good_and_the_hang_up_failing(line, claude, asgi_server, providers,
-                                                                  twilio) -> None:
+def test_speech_to_text_dropping_for_good_and_the_hang_up_failing(line, claude, asgi_server, providers, twilio) -> None:
     since = time.time()
     deepgram = providers["deepgram"]
     deepgram.drop_next(after_s=2.0, count=1, kind="listen")  # the call's STT socket drops...
@@ -130,15 +155,24 @@ def test_speech_to_text_dropping_for_good_and_the_hang_up_failing(line, claude, 
     _assert_end_path_ran(line, providers, rec, since, end_reason="stt_unavailable", summary=False)
 
 
-def test_a_malformed_frame_mid_call_still_saves_the_call(line, claude, asgi_server, providers,
-                                                         celery_worker) -> None:
+def test_a_malformed_frame_mid_call_still_saves_the_call(line, claude, asgi_server, providers, celery_worker) -> None:
     since = time.time()
-    rec = simulate(asgi_server, providers, line, [Utterance("I'd like to book a cleaning")], _caller(),
-                   raw_frames=[(12.0, "{not json")], hangup_grace_s=60, max_seconds=45)
+    rec = simulate(
+        asgi_server,
+        providers,
+        line,
+        [Utterance("I'd like to book a cleaning")],
+        _caller(),
+        raw_frames=[(12.0, "{not json")],
+        hangup_grace_s=60,
+        max_seconds=45,
+    )
     assert rec.agent_texts == ["Thanks for calling Smile Dental Croydon!", "Of course. What day would suit you?"]
     _ended_by_platform(rec, within_s=25)
     assert rec.close_code == 1011
     call = _assert_end_path_ran(line, providers, rec, since, end_reason="stream_error")
     assert [(e["role"], e["text"]) for e in call.transcript] == [
-        ("agent", "Thanks for calling Smile Dental Croydon!"), ("caller", "I'd like to book a cleaning"),
-        ("agent", "Of course. What day would suit you?")]
+        ("agent", "Thanks for calling Smile Dental Croydon!"),
+        ("caller", "I'd like to book a cleaning"),
+        ("agent", "Of course. What day would suit you?"),
+    ]

@@ -28,9 +28,17 @@ HOLD_S = 11.0  # longer than twice uvicorn's 5 s keep-alive timeout
 
 
 def _call(server: str, providers: Any, line: dict[str, Any], script: list[Utterance], **kwargs: Any) -> SimulatedCall:
-    return SimulatedCall(server_url=server, public_base_url=settings.PUBLIC_BASE_URL,
-                         twilio_url=providers["twilio"].base_url, account_sid=line["sid"], auth_token=line["token"],
-                         from_number=_caller(), to_number=line["e164"], script=script, **kwargs)
+    return SimulatedCall(
+        server_url=server,
+        public_base_url=settings.PUBLIC_BASE_URL,
+        twilio_url=providers["twilio"].base_url,
+        account_sid=line["sid"],
+        auth_token=line["token"],
+        from_number=_caller(),
+        to_number=line["e164"],
+        script=script,
+        **kwargs,
+    )
 
 
 def _client_text_frame(payload: bytes) -> bytes:
@@ -47,9 +55,12 @@ async def _upgrade_after_a_request(server: str, hold_s: float, pipelined: bool) 
     host, port = server.removeprefix("http://").split(":")
     reader, writer = await asyncio.open_connection(host, int(port))
     request = b"GET /health HTTP/1.1\r\nHost: api.localhost\r\n\r\n"
-    upgrade_request = (b"GET /ws/health HTTP/1.1\r\nHost: api.localhost\r\nUpgrade: websocket\r\n"
-                       b"Connection: Upgrade\r\nSec-WebSocket-Key: " + base64.b64encode(os.urandom(16)) +
-                       b"\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    upgrade_request = (
+        b"GET /ws/health HTTP/1.1\r\nHost: api.localhost\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Key: "
+        + base64.b64encode(os.urandom(16))
+        + b"\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
     writer.write(request + upgrade_request if pipelined else request)
     try:
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
@@ -70,24 +81,35 @@ async def _upgrade_after_a_request(server: str, hold_s: float, pipelined: bool) 
         writer.close()
 
 
-def test_media_stream_on_a_reused_keep_alive_connection_lasts_the_whole_call(line, claude, asgi_server,
-                                                                              providers) -> None:
+def test_media_stream_on_a_reused_keep_alive_connection_lasts_the_whole_call(
+    line, claude, asgi_server, providers
+) -> None:
     # A proxy in front of the server sends the voice webhook and then the media stream's
     # upgrade on one keep-alive connection; the call lasts well past the keep-alive timeout.
-    call = _call(asgi_server, providers, line, [Utterance("I'd like to book a cleaning"),
-                                                Utterance("Thanks, goodbye", pause_s=HOLD_S)],
-                 reuse_connection=True)
+    call = _call(
+        asgi_server,
+        providers,
+        line,
+        [Utterance("I'd like to book a cleaning"), Utterance("Thanks, goodbye", pause_s=HOLD_S)],
+        reuse_connection=True,
+    )
 
     async def all_three() -> tuple[CallRecording, tuple[bytes, bytes, bytes], tuple[bytes, bytes, bytes]]:
-        return await asyncio.gather(call.run(), _upgrade_after_a_request(asgi_server, HOLD_S, pipelined=False),
-                                    _upgrade_after_a_request(asgi_server, HOLD_S, pipelined=True))
+        return await asyncio.gather(
+            call.run(),
+            _upgrade_after_a_request(asgi_server, HOLD_S, pipelined=False),
+            _upgrade_after_a_request(asgi_server, HOLD_S, pipelined=True),
+        )
 
     rec, *raw = asyncio.run(all_three())
 
     assert rec.stream_reused_connection  # the webhook's connection
     assert rec.error == "", rec.error
-    assert rec.agent_texts == ["Thanks for calling Smile Dental Croydon!", "Of course. What day would suit you?",
-                               "Goodbye!"]
+    assert rec.agent_texts == [
+        "Thanks for calling Smile Dental Croydon!",
+        "Of course. What day would suit you?",
+        "Goodbye!",
+    ]
     assert rec.ended_by == "agent"
     assert rec.stream_opened is not None and rec.stream_closed is not None
     assert rec.stream_closed - rec.stream_opened > HOLD_S
@@ -106,14 +128,23 @@ def test_a_socket_that_never_sends_start_is_closed(asgi_server) -> None:
 
     async def without_start(send_media: bool) -> tuple[float, int | None]:
         started = time.monotonic()
-        async with aiohttp.ClientSession() as session, session.ws_connect(
-                url, headers={"X-Twilio-Signature": "c2lnbmF0dXJl"}) as ws:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.ws_connect(url, headers={"X-Twilio-Signature": "c2lnbmF0dXJl"}) as ws,
+        ):
             await ws.send_str(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
 
             async def media() -> None:  # frames, but never a `start`
                 while not ws.closed:
-                    await ws.send_str(json.dumps({"event": "media", "streamSid": "MZ" + "0" * 32,
-                                                  "media": {"track": "inbound", "payload": "//8="}}))
+                    await ws.send_str(
+                        json.dumps(
+                            {
+                                "event": "media",
+                                "streamSid": "MZ" + "0" * 32,
+                                "media": {"track": "inbound", "payload": "//8="},
+                            }
+                        )
+                    )
                     await asyncio.sleep(0.02)
 
             sender = asyncio.create_task(media()) if send_media else None
@@ -125,7 +156,7 @@ def test_a_socket_that_never_sends_start_is_closed(asgi_server) -> None:
             assert message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED), message
             return time.monotonic() - started, ws.close_code
 
-    async def both() -> list[tuple[float, int | None]]:
+    async def both() -> tuple[tuple[float, int | None], tuple[float, int | None]]:
         return await asyncio.gather(without_start(False), without_start(True))
 
     for elapsed, code in asyncio.run(both()):

@@ -32,14 +32,22 @@ def setup(alice: Persona, twilio):
 
 
 def _body(setup, **overrides):
-    return {"phone_number": setup["e164"], "twilio_sid": setup["sid"], "twilio_token": setup["token"],
-            "agent_id": setup["agent_id"], **overrides}
+    return {
+        "phone_number": setup["e164"],
+        "twilio_sid": setup["sid"],
+        "twilio_token": setup["token"],
+        "agent_id": setup["agent_id"],
+        **overrides,
+    }
 
 
 def _twilio_writes(twilio, setup):
     """Changes made to numbers of this test's Twilio account."""
-    return [r for r in twilio.requests(method="POST")
-            if "IncomingPhoneNumbers/" in r["path"] and r["account_sid"] == setup["sid"]]
+    return [
+        r
+        for r in twilio.requests(method="POST")
+        if "IncomingPhoneNumbers/" in r["path"] and r["account_sid"] == setup["sid"]
+    ]
 
 
 def test_import_points_webhooks_and_inserts_the_row(alice: Persona, setup, twilio) -> None:
@@ -58,7 +66,9 @@ def test_import_points_webhooks_and_inserts_the_row(alice: Persona, setup, twili
     assert (route.account_id, route.state) == (alice.account.pk, NumberRoute.ACTIVE)
 
 
-@pytest.mark.parametrize("number", ["447446466847", "+44 7446 466847", "+0123456789", "+1234567", "+1234567890123456", "tel:+14155550100"])
+@pytest.mark.parametrize(
+    "number", ["447446466847", "+44 7446 466847", "+0123456789", "+1234567", "+1234567890123456", "tel:+14155550100"]
+)
 def test_bad_phone_format(alice: Persona, setup, twilio, number: str) -> None:
     before = len(twilio.requests())
     response = alice.client().post("/v1/phone-numbers", _body(setup, phone_number=number))
@@ -68,8 +78,12 @@ def test_bad_phone_format(alice: Persona, setup, twilio, number: str) -> None:
 
 @pytest.mark.parametrize("sid", ["AC123", "PN" + "a" * 32, "AC" + "g" * 32, "AC" + "a" * 33])
 def test_bad_twilio_sid(alice: Persona, setup, sid: str) -> None:
-    assert_error(alice.client().post("/v1/phone-numbers", _body(setup, twilio_sid=sid)),
-                 400, "invalid_request", "invalid_twilio_sid")
+    assert_error(
+        alice.client().post("/v1/phone-numbers", _body(setup, twilio_sid=sid)),
+        400,
+        "invalid_request",
+        "invalid_twilio_sid",
+    )
 
 
 def test_phone_format_is_checked_before_the_sid(alice: Persona, setup) -> None:
@@ -78,8 +92,12 @@ def test_phone_format_is_checked_before_the_sid(alice: Persona, setup) -> None:
 
 
 def test_missing_fields_are_named(alice: Persona) -> None:
-    error = assert_error(alice.client().post("/v1/phone-numbers", {"phone_number": "+442011110001"}),
-                         400, "invalid_request", "invalid_request")
+    error = assert_error(
+        alice.client().post("/v1/phone-numbers", {"phone_number": "+442011110001"}),
+        400,
+        "invalid_request",
+        "invalid_request",
+    )
     assert set(error["details"]["fields"]) == {"twilio_sid", "twilio_token", "agent_id"}
 
 
@@ -87,8 +105,12 @@ def test_missing_fields_are_named(alice: Persona) -> None:
 def test_fields_must_be_strings_not_numbers_or_objects(alice: Persona, setup, twilio, field: str) -> None:
     before = len(twilio.requests())
     for value in (447446466847, True, {"value": "x"}, ["x"], None, ""):
-        error = assert_error(alice.client().post("/v1/phone-numbers", _body(setup, **{field: value})),
-                             400, "invalid_request", "invalid_request")
+        error = assert_error(
+            alice.client().post("/v1/phone-numbers", _body(setup, **{field: value})),
+            400,
+            "invalid_request",
+            "invalid_request",
+        )
         assert set(error["details"]["fields"]) == {field}
     assert len(twilio.requests()) == before
 
@@ -129,8 +151,9 @@ def test_number_in_another_twilio_account_is_not_found(alice: Persona, setup, tw
 
 def test_twilio_is_checked_before_the_agent(alice: Persona, setup) -> None:
     # Seed order: the Twilio lookup (step 2) comes before the agent check (step 3).
-    response = alice.client().post("/v1/phone-numbers",
-                                   _body(setup, phone_number=unique_e164(), agent_id="agent_0000000000000000"))
+    response = alice.client().post(
+        "/v1/phone-numbers", _body(setup, phone_number=unique_e164(), agent_id="agent_0000000000000000")
+    )
     assert_error(response, 400, "invalid_request", "number_not_in_twilio")
 
 
@@ -153,14 +176,16 @@ def test_unknown_customer(alice: Persona, setup, twilio) -> None:
 def test_already_imported_in_this_account_is_conflict_before_twilio(alice: Persona, setup, twilio) -> None:
     assert alice.client().post("/v1/phone-numbers", _body(setup)).status_code == 201
     twilio.clear_requests()
-    error = assert_error(alice.client().post("/v1/phone-numbers", _body(setup)), 409, "conflict",
-                         "number_already_imported")
+    error = assert_error(
+        alice.client().post("/v1/phone-numbers", _body(setup)), 409, "conflict", "number_already_imported"
+    )
     assert error["details"]["agent_id"] == setup["agent_id"]
     assert twilio.requests() == []
 
 
-def test_already_imported_by_another_account_is_conflict_revealing_nothing(alice: Persona, bob: Persona,
-                                                                          setup, twilio) -> None:
+def test_already_imported_by_another_account_is_conflict_revealing_nothing(
+    alice: Persona, bob: Persona, setup, twilio
+) -> None:
     assert alice.client().post("/v1/phone-numbers", _body(setup)).status_code == 201
     bobs_agent = bob.client().post("/v1/agents", {"name": "Bob's"}).json()["id"]
     twilio.clear_requests()
@@ -192,8 +217,9 @@ def test_concurrent_double_import_exactly_one_wins(alice: Persona, setup, twilio
 
 def test_twilio_outage_during_import_leaves_nothing(alice: Persona, setup, twilio) -> None:
     twilio.configure(fail={"mode": "500", "methods": ["POST"]})
-    error = assert_error(alice.client().post("/v1/phone-numbers", _body(setup)), 502, "provider_error",
-                         "provider_unavailable")
+    error = assert_error(
+        alice.client().post("/v1/phone-numbers", _body(setup)), 502, "provider_error", "provider_unavailable"
+    )
     assert error["details"]["provider"] == "twilio"
     assert not NumberRoute.objects.filter(phone_number=setup["e164"]).exists()
     with schema_context(alice.account.schema_name):
@@ -204,8 +230,7 @@ def test_twilio_outage_during_import_leaves_nothing(alice: Persona, setup, twili
 
 def test_twilio_timeout_during_lookup_is_provider_unavailable(alice: Persona, setup, twilio) -> None:
     twilio.configure(fail={"mode": "timeout", "methods": ["GET"], "hold_s": 5})
-    assert_error(alice.client().post("/v1/phone-numbers", _body(setup)), 502, "provider_error",
-                 "provider_unavailable")
+    assert_error(alice.client().post("/v1/phone-numbers", _body(setup)), 502, "provider_error", "provider_unavailable")
     assert not NumberRoute.objects.filter(phone_number=setup["e164"]).exists()
 
 
@@ -233,8 +258,12 @@ def test_list_newest_first_with_filters_and_pagination(alice: Persona, setup, tw
     for i in range(3):
         e164 = unique_e164()
         twilio.add_number(setup["sid"], e164)
-        body = _body(setup, phone_number=e164, agent_id=other_agent if i == 2 else setup["agent_id"],
-                     customer_id=clinic if i == 1 else None)
+        body = _body(
+            setup,
+            phone_number=e164,
+            agent_id=other_agent if i == 2 else setup["agent_id"],
+            customer_id=clinic if i == 1 else None,
+        )
         body = {k: v for k, v in body.items() if v is not None}
         assert client.post("/v1/phone-numbers", body).status_code == 201
         imported.append(e164)
@@ -265,15 +294,28 @@ def test_patch_customer_and_name_but_not_agent(alice: Persona, setup) -> None:
     assert patched.status_code == 200
     assert (patched.json()["customer_id"], patched.json()["friendly_name"]) == (clinic, "PW")
     other_agent = client.post("/v1/agents", {"name": "Other"}).json()["id"]
-    assert_error(client.patch(f"/v1/phone-numbers/{setup['e164']}", {"agent_id": other_agent}),
-                 409, "conflict", "number_already_imported")
-    assert_error(client.patch(f"/v1/phone-numbers/{setup['e164']}", {"customer_id": "cus_0000000000000000"}),
-                 404, "not_found", "customer_not_found")
+    assert_error(
+        client.patch(f"/v1/phone-numbers/{setup['e164']}", {"agent_id": other_agent}),
+        409,
+        "conflict",
+        "number_already_imported",
+    )
+    assert_error(
+        client.patch(f"/v1/phone-numbers/{setup['e164']}", {"customer_id": "cus_0000000000000000"}),
+        404,
+        "not_found",
+        "customer_not_found",
+    )
     assert client.get(f"/v1/phone-numbers/{setup['e164']}").json()["agent_id"] == setup["agent_id"]
-    for body, field in (({"friendly_name": "x" * 201}, "friendly_name"), ({"friendly_name": None}, "friendly_name"),
-                        ({"customer_id": 7}, "customer_id"), ({"twilio_token": "t"}, "twilio_token")):
-        error = assert_error(client.patch(f"/v1/phone-numbers/{setup['e164']}", body), 400, "invalid_request",
-                             "invalid_request")
+    for body, field in (
+        ({"friendly_name": "x" * 201}, "friendly_name"),
+        ({"friendly_name": None}, "friendly_name"),
+        ({"customer_id": 7}, "customer_id"),
+        ({"twilio_token": "t"}, "twilio_token"),
+    ):
+        error = assert_error(
+            client.patch(f"/v1/phone-numbers/{setup['e164']}", body), 400, "invalid_request", "invalid_request"
+        )
         assert set(error["details"]["fields"]) == {field}
     detached = client.patch(f"/v1/phone-numbers/{setup['e164']}", {"customer_id": None})
     assert detached.status_code == 200 and detached.json()["customer_id"] is None
@@ -287,7 +329,7 @@ def test_delete_clears_webhooks_keeps_the_number_in_twilio(alice: Persona, setup
     resource = twilio.get_number(setup["e164"])
     assert resource is not None  # never released
     assert not resource["voice_url"] and not resource["sms_url"] and not resource["status_callback"]
-    assert not [r for r in twilio.requests(method="DELETE")]
+    assert not list(twilio.requests(method="DELETE"))
     assert not NumberRoute.objects.filter(phone_number=setup["e164"]).exists()
     assert_error(client.get(f"/v1/phone-numbers/{setup['e164']}"), 404, "not_found", "phone_number_not_found")
     # And it can be imported again, onto another agent.
@@ -310,8 +352,9 @@ def test_delete_when_token_was_rotated_is_twilio_auth_failed(alice: Persona, set
     client = alice.client()
     client.post("/v1/phone-numbers", _body(setup))
     twilio.add_account(setup["sid"], "rotated-token-0000000000000000000")
-    error = assert_error(client.delete(f"/v1/phone-numbers/{setup['e164']}"), 400, "invalid_request",
-                         "twilio_auth_failed")
+    error = assert_error(
+        client.delete(f"/v1/phone-numbers/{setup['e164']}"), 400, "invalid_request", "twilio_auth_failed"
+    )
     assert error["details"]["twilio_error"]["code"] == 20003
     assert client.get(f"/v1/phone-numbers/{setup['e164']}").status_code == 200
 
@@ -338,8 +381,11 @@ def test_force_removes_a_number_whose_twilio_credentials_are_gone(alice: Persona
     response = client.delete(f"{path}?force=true")
     assert response.status_code == 200, response.content
     assert response.json() == {
-        "object": "phone_number", "phone_number": setup["e164"], "deleted": True,
-        "twilio_webhooks_cleared": False, "forced": True,
+        "object": "phone_number",
+        "phone_number": setup["e164"],
+        "deleted": True,
+        "twilio_webhooks_cleared": False,
+        "forced": True,
         "twilio_error": {"code": 20003, "message": "Unable to update record: Authenticate", "status": 401},
     }
     assert _removed(alice, setup["e164"])
@@ -369,8 +415,9 @@ def test_force_when_twilio_works_is_an_ordinary_delete(alice: Persona, setup, tw
 def test_force_must_be_a_boolean(alice: Persona, setup) -> None:
     client = alice.client()
     client.post("/v1/phone-numbers", _body(setup))
-    error = assert_error(client.delete(f"/v1/phone-numbers/{setup['e164']}?force=perhaps"), 400,
-                         "invalid_request", "invalid_request")
+    error = assert_error(
+        client.delete(f"/v1/phone-numbers/{setup['e164']}?force=perhaps"), 400, "invalid_request", "invalid_request"
+    )
     assert set(error["details"]["fields"]) == {"force"}
     assert not _removed(alice, setup["e164"])
 
@@ -391,8 +438,12 @@ def test_outsider_cannot_see_change_or_delete(alice: Persona, bob: Persona, setu
     path = f"/v1/phone-numbers/{setup['e164']}"
     assert outsider.get("/v1/phone-numbers").json() == {"data": [], "has_more": False}
     assert outsider.get("/v1/phone-numbers", {"agent_id": setup["agent_id"]}).json()["data"] == []
-    for response in (outsider.get(path), outsider.patch(path, {"friendly_name": "mine"}), outsider.delete(path),
-                     outsider.post(f"{path}/repair", {})):
+    for response in (
+        outsider.get(path),
+        outsider.patch(path, {"friendly_name": "mine"}),
+        outsider.delete(path),
+        outsider.post(f"{path}/repair", {}),
+    ):
         assert_error(response, 404, "not_found", "phone_number_not_found")
     assert alice.client().get(path).json()["friendly_name"] == ""
     assert twilio.get_number(setup["e164"])["voice_url"] == WEBHOOKS["voice_url"]
@@ -405,5 +456,6 @@ def test_agent_with_numbers_cannot_be_deleted(alice: Persona, setup) -> None:
 
 
 def test_unauthenticated_import_is_refused(setup) -> None:
-    assert_error(ApiClient(None).post("/v1/phone-numbers", _body(setup)), 401, "authentication_error",
-                 "invalid_api_key")
+    assert_error(
+        ApiClient(None).post("/v1/phone-numbers", _body(setup)), 401, "authentication_error", "invalid_api_key"
+    )

@@ -10,13 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from django.db import connection
 from django.forms.models import model_to_dict
 from django_tenants.utils import schema_context
 from twilio.request_validator import RequestValidator
 
 from telephony import concurrency
 from telephony.models import Call, PhoneNumber
+from tenants.db import tenant_connection
 from tests.conftest import Persona, unique_e164
 from tests.telephony.test_voice_webhook import (  # noqa: F401  (_release_leases is an autouse fixture)
     Line,
@@ -31,16 +31,31 @@ from tests.telephony.test_voice_webhook import (  # noqa: F401  (_release_leases
 
 
 def status_params(line: Line, call: dict[str, str], status: str, **extra: str) -> dict[str, str]:
-    params = {"CallSid": call["CallSid"], "AccountSid": line.twilio_sid, "From": call["From"], "To": call["To"],
-              "Direction": call.get("Direction", "inbound"), "ApiVersion": "2010-04-01", "CallStatus": status,
-              "CallbackSource": "call-progress-events", "SequenceNumber": "0",
-              "Timestamp": "Sun, 22 Nov 2026 15:04:05 +0000"}
+    params = {
+        "CallSid": call["CallSid"],
+        "AccountSid": line.twilio_sid,
+        "From": call["From"],
+        "To": call["To"],
+        "Direction": call.get("Direction", "inbound"),
+        "ApiVersion": "2010-04-01",
+        "CallStatus": status,
+        "CallbackSource": "call-progress-events",
+        "SequenceNumber": "0",
+        "Timestamp": "Sun, 22 Nov 2026 15:04:05 +0000",
+    }
     params.update(extra)
     return params
 
 
-def callback(line: Line, call: dict[str, str], status: str, *, token: str | None = None,
-             signature: str | None = "sign", **extra: str) -> Any:
+def callback(
+    line: Line,
+    call: dict[str, str],
+    status: str,
+    *,
+    token: str | None = None,
+    signature: str | None = "sign",
+    **extra: str,
+) -> Any:
     """A status callback, signed with the number's token (or `token`), or with `signature` as given."""
     params = status_params(line, call, status, **extra)
     if signature == "sign":
@@ -55,8 +70,12 @@ def row(line: Line, twilio_call_sid: str) -> Call:
 
 def snapshot(line: Line, twilio_call_sid: str) -> dict[str, Any]:
     call = row(line, twilio_call_sid)
-    return {**model_to_dict(call), "created_at": call.created_at, "updated_at": call.updated_at,
-            "started_at": call.started_at}
+    return {
+        **model_to_dict(call),
+        "created_at": call.created_at,
+        "updated_at": call.updated_at,
+        "started_at": call.started_at,
+    }
 
 
 @pytest.fixture
@@ -191,12 +210,22 @@ def test_outbound_call_is_found_through_its_from_number(line: Line) -> None:
     """For an outbound call our number is `From`; the callee (`To`) is nobody's route."""
     with schema_context(line.schema):
         number = PhoneNumber.objects.get(phone_number=line.e164)
-        outbound = Call.objects.create(twilio_call_sid=new_call_sid(), direction=Call.OUTBOUND,
-                                       from_number=line.e164, to_number="+447700900555", phone_number=number,
-                                       agent_id=line.agent_id, status=Call.QUEUED)
-    connection.set_schema_to_public()
-    params = {"CallSid": outbound.twilio_call_sid, "From": line.e164, "To": "+447700900555",
-              "Direction": "outbound-api"}
+        outbound = Call.objects.create(
+            twilio_call_sid=new_call_sid(),
+            direction=Call.OUTBOUND,
+            from_number=line.e164,
+            to_number="+447700900555",
+            phone_number=number,
+            agent_id=line.agent_id,
+            status=Call.QUEUED,
+        )
+    tenant_connection().set_schema_to_public()
+    params = {
+        "CallSid": outbound.twilio_call_sid,
+        "From": line.e164,
+        "To": "+447700900555",
+        "Direction": "outbound-api",
+    }
     for status in ("ringing", "in-progress"):
         assert callback(line, params, status).status_code == 204
         assert row(line, outbound.twilio_call_sid).status == status
@@ -220,8 +249,7 @@ def test_a_rejected_call_stays_rejected(make_persona: Any, twilio: Any) -> None:
     assert concurrency.active_calls(line.schema) == 0
 
 
-def test_duplicate_completed_with_a_malformed_duration_is_not_a_server_error(line: Line,
-                                                                             call: dict[str, str]) -> None:
+def test_duplicate_completed_with_a_malformed_duration_is_not_a_server_error(line: Line, call: dict[str, str]) -> None:
     callback(line, call, "completed")
     response = callback(line, call, "completed", CallDuration="12.5")
     assert response.status_code == 204

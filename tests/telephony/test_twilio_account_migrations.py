@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import base64
 import uuid
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
-from collections.abc import Iterator
 
 import pytest
 from cryptography.fernet import Fernet, MultiFernet
@@ -25,6 +25,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from telephony.models import JobRow, PhoneNumber, TwilioAccount
+from tenants.db import tenant_connection
 
 BEFORE = ("telephony", "0002_call")
 OLD_SALT = "the-old-field-encryption-keys-value"
@@ -54,12 +55,12 @@ def old_schema() -> Iterator[str]:
     name = f"legacy_{uuid.uuid4().hex[:8]}"
     with connection.cursor() as cursor:
         cursor.execute(f'CREATE SCHEMA "{name}"')
-    connection.set_schema(name)
+    tenant_connection().set_schema(name)
     try:
         _migrate(BEFORE)
         yield name
     finally:
-        connection.set_schema_to_public()
+        tenant_connection().set_schema_to_public()
         with connection.cursor() as cursor:
             cursor.execute(f'DROP SCHEMA "{name}" CASCADE')
 

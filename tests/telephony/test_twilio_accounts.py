@@ -7,10 +7,10 @@ import logging
 from typing import Any
 
 import pytest
-from django.db import connection
 from django_tenants.utils import schema_context
 
 from telephony.models import PhoneNumber, TwilioAccount
+from tenants.db import tenant_connection
 from tests.conftest import Persona, assert_error, unique_e164
 from tests.telephony.test_voice_webhook import (  # noqa: F401  (_release_leases is an autouse fixture)
     Line,
@@ -31,7 +31,7 @@ def _import(persona: Persona, twilio: Any, sid: str, token: str, agent_id: str) 
         "/v1/phone-numbers", {"phone_number": e164, "twilio_sid": sid, "twilio_token": token, "agent_id": agent_id}
     )
     assert response.status_code == 201, response.content
-    connection.set_schema_to_public()
+    tenant_connection().set_schema_to_public()
     return Line(persona, e164, sid, token, agent_id, "")
 
 

@@ -10,26 +10,28 @@ from __future__ import annotations
 import time
 import uuid
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, cast
 from urllib.parse import urlencode
 
 import pytest
 import redis
 from django.conf import settings
-from django.db import connection
 from django.test import Client
 from django_tenants.utils import schema_context
 from twilio.request_validator import RequestValidator
 
 from telephony import concurrency, stream_tokens
 from telephony.models import Call
+from tenants.db import tenant_connection
 from tests.conftest import Persona, unique_e164
 
 CALLER = "+447700900123"
 
 
 # --- helpers ---------------------------------------------------------------------------
+
 
 @dataclass
 class Line:
@@ -54,10 +56,18 @@ def import_line(persona: Persona, twilio: Any) -> Line:
     sid, token = twilio.add_account()
     e164 = unique_e164()
     twilio.add_number(sid, e164)
-    response = client.post("/v1/phone-numbers", {"phone_number": e164, "twilio_sid": sid, "twilio_token": token,
-                                                 "agent_id": agent_id, "customer_id": customer_id})
+    response = client.post(
+        "/v1/phone-numbers",
+        {
+            "phone_number": e164,
+            "twilio_sid": sid,
+            "twilio_token": token,
+            "agent_id": agent_id,
+            "customer_id": customer_id,
+        },
+    )
     assert response.status_code == 201, response.content
-    connection.set_schema_to_public()  # the API left the connection in the account's schema
+    tenant_connection().set_schema_to_public()  # the API left the connection in the account's schema
     return Line(persona, e164, sid, token, agent_id, customer_id)
 
 
@@ -71,15 +81,26 @@ def sign(path: str, params: dict[str, str], token: str) -> str:
 
 def post_twilio(path: str, params: dict[str, str], signature: str | None) -> Any:
     """POST as Twilio does: form-encoded, X-Twilio-Signature (unless None)."""
-    headers = {} if signature is None else {"HTTP_X_TWILIO_SIGNATURE": signature}
-    return Client(HTTP_HOST="api.localhost").post(path, urlencode(params),
-                                                  content_type="application/x-www-form-urlencoded", **headers)
+    headers: dict[str, Any] = {} if signature is None else {"HTTP_X_TWILIO_SIGNATURE": signature}
+    return Client(HTTP_HOST="api.localhost").post(
+        path, urlencode(params), content_type="application/x-www-form-urlencoded", **headers
+    )
 
 
 def inbound_params(line: Line, call_sid: str | None = None, caller: str = CALLER) -> dict[str, str]:
-    return {"CallSid": call_sid or new_call_sid(), "AccountSid": line.twilio_sid, "From": caller, "To": line.e164,
-            "Caller": caller, "Called": line.e164, "CallStatus": "ringing", "Direction": "inbound",
-            "ApiVersion": "2010-04-01", "FromCountry": "GB", "ToCountry": "GB"}
+    return {
+        "CallSid": call_sid or new_call_sid(),
+        "AccountSid": line.twilio_sid,
+        "From": caller,
+        "To": line.e164,
+        "Caller": caller,
+        "Called": line.e164,
+        "CallStatus": "ringing",
+        "Direction": "inbound",
+        "ApiVersion": "2010-04-01",
+        "FromCountry": "GB",
+        "ToCountry": "GB",
+    }
 
 
 def ring(line: Line, call_sid: str | None = None, caller: str = CALLER) -> tuple[Any, dict[str, str]]:
@@ -90,9 +111,13 @@ def ring(line: Line, call_sid: str | None = None, caller: str = CALLER) -> tuple
 
 def hang_up(line: Line, params: dict[str, str], duration: int = 5) -> None:
     """Twilio's signed `completed` status callback for a call: releases its lease."""
-    callback = {**{k: params[k] for k in ("CallSid", "AccountSid", "From", "To", "Direction", "ApiVersion")},
-                "CallStatus": "completed", "CallDuration": str(duration), "SequenceNumber": "0",
-                "CallbackSource": "call-progress-events"}
+    callback = {
+        **{k: params[k] for k in ("CallSid", "AccountSid", "From", "To", "Direction", "ApiVersion")},
+        "CallStatus": "completed",
+        "CallDuration": str(duration),
+        "SequenceNumber": "0",
+        "CallbackSource": "call-progress-events",
+    }
     response = post_twilio("/twilio/status", callback, sign("/twilio/status", callback, line.token))
     assert response.status_code == 204, response.content
 
@@ -113,7 +138,7 @@ def assert_stream(response: Any, line: Line) -> str:
     assert len(streams) == 1
     url = streams[0].get("url")
     assert url == "wss://voice.example.test/media" and "?" not in url
-    parameters = {p.get("name"): p.get("value") for p in streams[0].findall("Parameter")}
+    parameters = {p.get("name", ""): p.get("value", "") for p in streams[0].findall("Parameter")}
     assert set(parameters) == {"call_id", "token"} and all(parameters.values())
     # The token is ours, for this call, and names the account's schema.
     grant = stream_tokens.verify(parameters["token"], call_id=parameters["call_id"])
@@ -124,9 +149,10 @@ def assert_stream(response: Any, line: Line) -> str:
 def assert_say_and_hang_up(response: Any) -> str:
     root = parse_twiml(response)
     assert [child.tag for child in root] == ["Say", "Hangup"]
-    assert root.find("Say").text
+    say = root.find("Say")
+    assert say is not None and say.text
     assert root.find("Connect") is None
-    return root.find("Say").text
+    return say.text
 
 
 def calls_in(schema: str) -> list[Call]:
@@ -136,15 +162,21 @@ def calls_in(schema: str) -> list[Call]:
 
 # --- fixtures --------------------------------------------------------------------------
 
+
+def _members(r: redis.Redis, key: str) -> list[bytes]:
+    # Without withscores, ZRANGE answers the members (bytes: the client does not decode).
+    return cast("list[bytes]", r.zrange(key, 0, -1))
+
+
 @pytest.fixture(autouse=True)
 def _release_leases() -> Iterator[None]:
     """Drop any lease a test leaves in Redis (only the call ids it added), so the
     platform-wide count other tests see is unchanged."""
     r = redis.Redis.from_url(settings.REDIS_URL)
     platform = f"{settings.CALL_LEASE_PREFIX}:platform"
-    before = set(r.zrange(platform, 0, -1))
+    before = set(_members(r, platform))
     yield
-    added = set(r.zrange(platform, 0, -1)) - before
+    added = set(_members(r, platform)) - before
     if added:
         r.zrem(platform, *added)
         for key in r.scan_iter(f"{settings.CALL_LEASE_PREFIX}:account:*"):
@@ -158,6 +190,7 @@ def line(alice: Persona, twilio: Any) -> Line:
 
 # --- tests -----------------------------------------------------------------------------
 
+
 def test_signed_inbound_call_connects_the_stream_and_records_the_call(line: Line, bob: Persona) -> None:
     response, params = ring(line)
     call_id = assert_stream(response, line)
@@ -166,7 +199,7 @@ def test_signed_inbound_call_connects_the_stream_and_records_the_call(line: Line
     assert (call.status, call.direction) == (Call.RINGING, Call.INBOUND)
     assert (call.from_number, call.to_number) == (CALLER, line.e164)
     assert (call.agent_id, call.customer_id) == (line.agent_id, line.customer_id)
-    assert call.phone_number.phone_number == line.e164
+    assert call.phone_number is not None and call.phone_number.phone_number == line.e164
     assert call.rejection_reason == "" and call.ended_at is None
     assert concurrency.active_calls(line.schema) == 1
     assert calls_in(bob.account.schema_name) == []  # written in the number's account only
@@ -179,15 +212,22 @@ def _tampered(params: dict[str, str], line: Line) -> str:
     return sign("/twilio/voice", {**params, "From": "+15005550006"}, line.token)
 
 
-@pytest.mark.parametrize("signature", [
-    pytest.param(lambda params, line: None, id="missing"),
-    pytest.param(lambda params, line: "", id="empty"),
-    pytest.param(lambda params, line: "bm90IGEgc2lnbmF0dXJl", id="garbage"),
-    pytest.param(_tampered, id="tampered-params"),
-    pytest.param(lambda params, line: RequestValidator(line.token).compute_signature(
-        "http://api.localhost/twilio/voice", params), id="signed-for-the-request-host"),
-    pytest.param(lambda params, line: sign("/twilio/status", params, line.token), id="signed-for-another-path"),
-])
+@pytest.mark.parametrize(
+    "signature",
+    [
+        pytest.param(lambda params, line: None, id="missing"),
+        pytest.param(lambda params, line: "", id="empty"),
+        pytest.param(lambda params, line: "bm90IGEgc2lnbmF0dXJl", id="garbage"),
+        pytest.param(_tampered, id="tampered-params"),
+        pytest.param(
+            lambda params, line: RequestValidator(line.token).compute_signature(
+                "http://api.localhost/twilio/voice", params
+            ),
+            id="signed-for-the-request-host",
+        ),
+        pytest.param(lambda params, line: sign("/twilio/status", params, line.token), id="signed-for-another-path"),
+    ],
+)
 def test_bad_or_missing_signature_is_403_and_writes_nothing(line: Line, signature: Any) -> None:
     params = inbound_params(line)
     response = post_twilio("/twilio/voice", params, signature(params, line))
@@ -250,9 +290,9 @@ def test_account_concurrency_limit_rejects_the_second_live_call(make_persona: An
 
     second, second_params = ring(line, caller="+447700900002")
     assert "busy" in assert_say_and_hang_up(second)
-    rejected = [c for c in calls_in(line.schema) if c.id != first_id]
-    assert len(rejected) == 1
-    rejected = rejected[0]
+    others = [c for c in calls_in(line.schema) if c.id != first_id]
+    assert len(others) == 1
+    rejected = others[0]
     assert rejected.twilio_call_sid == second_params["CallSid"]
     assert (rejected.status, rejected.rejection_reason) == (Call.REJECTED, "concurrent_call_limit")
     assert rejected.end_reason == "account_limit" and rejected.ended_at is not None
@@ -272,8 +312,9 @@ def test_account_concurrency_limit_rejects_the_second_live_call(make_persona: An
     hang_up(line, third_params)
 
 
-def test_platform_concurrency_limit_rejects_another_accounts_call(alice: Persona, bob: Persona, twilio: Any,
-                                                                   settings: Any) -> None:
+def test_platform_concurrency_limit_rejects_another_accounts_call(
+    alice: Persona, bob: Persona, twilio: Any, settings: Any
+) -> None:
     r = redis.Redis.from_url(settings.REDIS_URL)
     platform = f"{settings.CALL_LEASE_PREFIX}:platform"
     r.zremrangebyscore(platform, "-inf", time.time())
@@ -287,8 +328,11 @@ def test_platform_concurrency_limit_rejects_another_accounts_call(alice: Persona
     refused, refused_params = ring(bobs)
     assert "busy" in assert_say_and_hang_up(refused)
     [call] = calls_in(bobs.schema)
-    assert (call.status, call.rejection_reason, call.end_reason) == (Call.REJECTED, "concurrent_call_limit",
-                                                                     "platform_limit")
+    assert (call.status, call.rejection_reason, call.end_reason) == (
+        Call.REJECTED,
+        "concurrent_call_limit",
+        "platform_limit",
+    )
     assert concurrency.active_calls(bobs.schema) == 0
 
     hang_up(alices, live_params)

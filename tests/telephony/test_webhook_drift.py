@@ -50,5 +50,6 @@ def test_number_released_in_twilio_is_marked_missing(celery_worker, alice: Perso
 def test_repair_during_an_outage_changes_nothing(alice: Persona, twilio) -> None:
     e164, _, _ = _import(alice, twilio)
     twilio.configure(fail={"mode": "500"})
-    assert_error(alice.client().post(f"/v1/phone-numbers/{e164}/repair", {}), 502, "provider_error",
-                 "provider_unavailable")
+    assert_error(
+        alice.client().post(f"/v1/phone-numbers/{e164}/repair", {}), 502, "provider_error", "provider_unavailable"
+    )

@@ -15,8 +15,14 @@ from tests.conftest import ROOT, ApiClient, _subprocess_env
 
 
 def _manage(*args: str) -> dict:
-    out = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=_subprocess_env(),
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=_subprocess_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout)
 
 

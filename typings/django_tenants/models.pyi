@@ -1,4 +1,4 @@
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from django.db import models
 
@@ -7,6 +7,8 @@ class TenantMixin(models.Model):
     auto_create_schema: ClassVar[bool]
     clone_mode: ClassVar[str]
     schema_name = models.CharField(max_length=63, unique=True)
+    # Abstract, but every concrete tenant model (`get_tenant_model()`) has its default manager.
+    objects: ClassVar[models.Manager[Self]]
 
     class Meta:
         abstract = True

@@ -20,5 +20,6 @@ class Command(BaseCommand):
             return
         for process in load["processes"]:
             self.stdout.write(f"{process['process']}: capacity {process['capacity']}, serving {process['live']}")
-        self.stdout.write(f"advertised capacity {load['capacity']}, platform pool {load['pool']}, "
-                          f"slots held {load['slots_held']}")
+        self.stdout.write(
+            f"advertised capacity {load['capacity']}, platform pool {load['pool']}, slots held {load['slots_held']}"
+        )

@@ -1,5 +1,6 @@
 import json
 import time
+from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
@@ -14,16 +15,20 @@ class Command(BaseCommand):
         parser.add_argument("--domain", required=True, help="Host of the account's dashboard, e.g. acme.localhost")
         parser.add_argument("--max-concurrent-calls", type=int, default=None)
 
-    def handle(self, *args, **options) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         plan = {}
         if options["max_concurrent_calls"] is not None:
             plan["max_concurrent_calls"] = options["max_concurrent_calls"]
         started = time.perf_counter()
         account, issued = create_account(name=options["name"], domain=options["domain"], **plan)
-        self.stdout.write(json.dumps({
-            "schema_name": account.schema_name,
-            "name": account.name,
-            "domain": options["domain"].lower(),
-            **issued.as_dict(),
-            "seconds": round(time.perf_counter() - started, 3),
-        }))
+        self.stdout.write(
+            json.dumps(
+                {
+                    "schema_name": account.schema_name,
+                    "name": account.name,
+                    "domain": options["domain"].lower(),
+                    **issued.as_dict(),
+                    "seconds": round(time.perf_counter() - started, 3),
+                }
+            )
+        )

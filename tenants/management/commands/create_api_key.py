@@ -1,4 +1,5 @@
 import json
+from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
@@ -13,7 +14,7 @@ class Command(BaseCommand):
         parser.add_argument("--account", required=True, help="the account's schema name")
         parser.add_argument("--name", default="")
 
-    def handle(self, *args, **options) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         account = Account.objects.filter(schema_name=options["account"]).first()
         if account is None:
             raise CommandError(f"no account with schema {options['account']!r}")

@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
@@ -5,10 +7,11 @@ from django.db import connection
 
 
 class Command(BaseCommand):
-    help = ("Migrate the public schema, the tenant template that new accounts are cloned "
-            "from, and every account's schema.")
+    help = (
+        "Migrate the public schema, the tenant template that new accounts are cloned from, and every account's schema."
+    )
 
-    def handle(self, *args, **options) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         verbosity = options["verbosity"]
         call_command("migrate_schemas", shared=True, interactive=False, verbosity=verbosity)
         template = settings.TENANT_BASE_SCHEMA
