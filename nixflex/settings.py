@@ -306,6 +306,8 @@ SPECTACULAR_SETTINGS = {
         "CallStatus": "telephony.serializers.CALL_STATUSES",
         "CallDirection": "telephony.serializers.CALL_DIRECTIONS",
         "CallSummaryStatus": "telephony.serializers.SUMMARY_STATUSES",
+        "JobStatus": "telephony.models.Job.Status",
+        "JobRowStatus": "telephony.models.JobRow.Status",
     },
 }
 
