@@ -23,3 +23,8 @@ application = ProtocolTypeRouter({
     "http": WSGIMiddleware(django_http_app, workers=int(os.environ.get("HTTP_THREADS", "10"))),
     "websocket": URLRouter(websocket_urlpatterns),
 })
+
+# The server process warms its provider clients before it takes calls (ASGI lifespan).
+from nixflex.lifespan import with_lifespan  # noqa: E402
+
+application = with_lifespan(application)

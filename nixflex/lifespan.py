@@ -1,0 +1,75 @@
+"""The server process's start and stop (ASGI `lifespan`; Channels' router has no such
+protocol, so it wraps the application in nixflex/asgi.py).
+
+At start, before the server takes its first connection, the provider clients of the live
+path are created on the server's event loop and warmed (SDK imports and first-use paths,
+connection set-up): without it the first caller turn after a deploy pays for them, on the
+event loop every call's audio shares.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+WARM_UP_TIMEOUT_SECONDS = 10.0
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+App = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+async def warm_provider_clients() -> None:
+    """Claude's and Deepgram's clients, created and warmed side by side. A provider that
+    does not answer only delays the start (bounded) and is logged: calls still work."""
+    from agents import anthropic_client, deepgram_client
+
+    results = await asyncio.gather(
+        asyncio.wait_for(anthropic_client.warm(), WARM_UP_TIMEOUT_SECONDS),
+        asyncio.wait_for(deepgram_client.warm(), WARM_UP_TIMEOUT_SECONDS),
+        return_exceptions=True,
+    )
+    for name, result in zip(("anthropic", "deepgram"), results, strict=True):
+        if isinstance(result, BaseException):
+            logger.warning("%s client warm-up failed: %r", name, result)
+
+
+async def close_provider_clients() -> None:
+    from agents import anthropic_client
+
+    await anthropic_client.close()
+
+
+def with_lifespan(app: App, startup: Callable[[], Awaitable[None]] = warm_provider_clients,
+                  shutdown: Callable[[], Awaitable[None]] = close_provider_clients) -> App:
+    """`app` with the lifespan protocol handled: `startup` runs before the server accepts
+    connections, `shutdown` after it stops. Neither can keep the server from starting or
+    stopping: a failure is logged."""
+
+    async def application(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await app(scope, receive, send)
+            return
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await _run("startup", startup)
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await _run("shutdown", shutdown)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    return application
+
+
+async def _run(stage: str, step: Callable[[], Awaitable[None]]) -> None:
+    try:
+        await step()
+    except Exception:
+        logger.exception("server %s step failed", stage)
