@@ -34,27 +34,33 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--turns", type=int, default=300)
+    parser.add_argument("--phases", default="listen,speak,turns")
     args = parser.parse_args()
+    phases = set(args.phases.split(","))
     pin_to_other_cores()
     rig = VoiceRig(greeting="Hello!")
     try:
-        listen = _listening(rig, args.calls, args.seconds)
-        speak = _speaking(rig, args.calls, args.seconds)
+        listen = _listening(rig, args.calls, args.seconds) if phases & {"listen", "speak"} else None
+        speak = _speaking(rig, args.calls, args.seconds) if "speak" in phases else None
         rig.stop_server()
-        claude, tts = asyncio.run(_turns(args.turns, args.calls))
+        turns = asyncio.run(_turns(args.turns, args.calls)) if "turns" in phases else None
     finally:
         rig.close()
-    inbound_us = listen["cpu"] / listen["frames"] * 1e6
-    outbound_us = (speak["cpu"] - speak["frames"] * inbound_us / 1e6) / speak["sent"] * 1e6
     print(f"\n{args.calls} calls, one server process; CPU time (user + system)")
-    print(f"{'caller frame (Twilio -> STT), server CPU per frame, us':<62}{inbound_us:>8.1f}"
-          f"   (event loop {listen['loop'] / listen['frames'] * 1e6:.1f})")
-    print(f"{'agent frame (paced -> Twilio), extra server CPU per frame, us':<62}{outbound_us:>8.1f}"
-          f"   ({speak['sent'] / speak['call_s'] * 0.02:.0%} of the frames due were sent)")
-    print(f"{'Claude turn (stream_reply, client side), CPU per turn, ms':<62}{claude * 1e3:>8.2f}")
-    print(f"{'TTS turn (speak + flush + audio in), CPU per turn, ms':<62}{tts * 1e3:>8.2f}")
-    print(f"{'server CPU per call-second while listening, ms':<62}{listen['cpu'] / listen['call_s'] * 1e3:>8.2f}")
-    print(f"{'server CPU per call-second while speaking, ms':<62}{speak['cpu'] / speak['call_s'] * 1e3:>8.2f}")
+    if listen is not None:
+        inbound_us = listen["cpu"] / listen["frames"] * 1e6
+        print(f"{'caller frame (Twilio -> STT), server CPU per frame, us':<62}{inbound_us:>8.1f}"
+              f"   (event loop {listen['loop'] / listen['frames'] * 1e6:.1f})")
+        print(f"{'server CPU per call-second while listening, ms':<62}{listen['cpu'] / listen['call_s'] * 1e3:>8.2f}")
+    if listen is not None and speak is not None:
+        outbound_us = (speak["cpu"] - speak["frames"] * inbound_us / 1e6) / speak["sent"] * 1e6
+        print(f"{'agent frame (paced -> Twilio), extra server CPU per frame, us':<62}{outbound_us:>8.1f}"
+              f"   ({speak['sent'] / speak['call_s'] * 0.02:.0%} of the frames due were sent)")
+        print(f"{'server CPU per call-second while speaking, ms':<62}{speak['cpu'] / speak['call_s'] * 1e3:>8.2f}")
+    if turns is not None:
+        claude, tts = turns
+        print(f"{'Claude turn (stream_reply, client side), CPU per turn, ms':<62}{claude * 1e3:>8.2f}")
+        print(f"{'TTS turn (speak + flush + audio in), CPU per turn, ms':<62}{tts * 1e3:>8.2f}")
 
 
 def _window(rig: VoiceRig, calls: int, script: list, *, hold: float, seconds: float, settle: float) -> dict:

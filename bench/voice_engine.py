@@ -72,20 +72,24 @@ def main() -> None:
                 if isinstance(exc, BaseException):
                     print(f"call failed: {exc!r}", file=sys.stderr)
             connections = requests.get(f"{urls['deepgram']}/_standin/requests").json()["connections"]
-            # End-of-turn messages the stand-in sent (speech_final with words, or UtteranceEnd).
-            finals = {}
+            # End-of-turn messages the stand-in sent: speech_final (its words may have come in
+            # an earlier is_final piece: the engine ends the turn on it all the same), or
+            # UtteranceEnd.
+            finals: dict[str, list[float]] = {}
             for conn in connections:
                 if conn["kind"] == "listen":
                     ends = finals.setdefault(conn["tag"], [])
-                    ends += [t["sent_at"] for t in conn["transcripts"] if t["speech_final"] and t["transcript"]]
+                    ends += [t["sent_at"] for t in conn["transcripts"] if t["speech_final"]]
                     ends += conn.get("utterance_ends", [])
             overhead, jitter, gaps, frames, turns_ok = [], [], 0, 0, 0
             if os.environ.get("BENCH_DEBUG"):
                 for rec in recordings:
+                    first = min(finals.get(rec.call_id, [0]))
                     print(rec.call_id, rec.ended_by, rec.close_code, rec.error, len(rec.agent),
                           [a.text[:25] for a in rec.agent],
-                          [round(rec.t0 + a.started - min(finals.get(rec.call_id, [0])), 3) for a in rec.agent],
-                          len(finals.get(rec.call_id, [])))
+                          [(round(rec.t0 + a.started - first, 3), round(rec.t0 + (a.ended or 0) - first, 3))
+                           for a in rec.agent],
+                          [round(t - first, 3) for t in sorted(finals.get(rec.call_id, []))])
             for rec in recordings:
                 ends = sorted(finals.get(rec.call_id, []))
                 speech = [(rec.t0 + a.started, rec.t0 + (a.ended or a.started)) for a in rec.agent]

@@ -4,12 +4,14 @@ protocol, so it wraps the application in nixflex/asgi.py).
 At start, before the server takes its first connection, the provider clients of the live
 path are created on the server's event loop and warmed (SDK imports and first-use paths,
 connection set-up): without it the first caller turn after a deploy pays for them, on the
-event loop every call's audio shares.
+event loop every call's audio shares. Then the garbage collector is set for a process
+that carries live audio (`tune_garbage_collector`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -17,6 +19,10 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 WARM_UP_TIMEOUT_SECONDS = 10.0
+# Collect the youngest generation every 10,000 net allocations instead of 700: the live
+# path allocates per frame, and most of it dies young (halves the collector's CPU at
+# 100 calls). The older generations keep their default ratios.
+GC_THRESHOLDS = (10_000, 10, 10)
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -39,13 +45,27 @@ async def warm_provider_clients() -> None:
             logger.warning("%s client warm-up failed: %r", name, result)
 
 
+def tune_garbage_collector() -> None:
+    """Everything loaded by now (Django, the SDKs: ~250,000 objects) lives as long as the
+    process: frozen out of the collector's reach, or a full collection walks it all, a
+    stall of a few hundred ms for every call's audio at once. Run once, at start."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
+async def start_server_process() -> None:
+    await warm_provider_clients()
+    tune_garbage_collector()
+
+
 async def close_provider_clients() -> None:
     from agents import anthropic_client
 
     await anthropic_client.close()
 
 
-def with_lifespan(app: App, startup: Callable[[], Awaitable[None]] = warm_provider_clients,
+def with_lifespan(app: App, startup: Callable[[], Awaitable[None]] = start_server_process,
                   shutdown: Callable[[], Awaitable[None]] = close_provider_clients) -> App:
     """`app` with the lifespan protocol handled: `startup` runs before the server accepts
     connections, `shutdown` after it stops. Neither can keep the server from starting or

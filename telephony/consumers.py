@@ -128,8 +128,8 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
     # wraps this message.
     async def send_media(self, frame: bytes) -> None:
         payload = binascii.b2a_base64(frame, newline=False).decode("ascii")
-        await self.base_send({"type": "websocket.send", "text": '{"event":"media","streamSid":"%s","media":'
-                              '{"payload":"%s"}}' % (self.stream_sid, payload)})
+        await self.base_send({"type": "websocket.send",
+                              "text": f'{{"event":"media","streamSid":"{self.stream_sid}","media":{{"payload":"{payload}"}}}}'})
 
     async def send_mark(self, name: str) -> None:
         await self.base_send({"type": "websocket.send", "text": json.dumps(
