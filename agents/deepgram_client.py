@@ -79,16 +79,20 @@ async def warm(voice: str = DEFAULT_VOICE_ID, timeout: float = 5.0) -> None:
     flushed = asyncio.Event()
     tts = TextToSpeech(voice, on_audio=lambda audio: None, on_flushed=flushed.set, max_reconnects=0)
     reader = asyncio.create_task(tts.run(), name="deepgram-warm-up")
+    connected = asyncio.create_task(tts.wait_connected(timeout))
     try:
-        if not await tts.wait_connected(timeout):
-            logger.warning("deepgram warm-up: no TTS socket within %.0f s", timeout)
+        # The reader ends at once if the socket cannot be opened (no reconnects here).
+        await asyncio.wait({connected, reader}, return_when=asyncio.FIRST_COMPLETED)
+        if not (connected.done() and connected.result()):
+            logger.warning("deepgram warm-up: no TTS socket")
         elif await tts.flush():
             with contextlib.suppress(TimeoutError):  # an empty Flush need not be answered
                 await asyncio.wait_for(flushed.wait(), 1.0)
     finally:
         await tts.close()
-        reader.cancel()
-        await asyncio.gather(reader, return_exceptions=True)
+        for task in (connected, reader):
+            task.cancel()
+        await asyncio.gather(connected, reader, return_exceptions=True)
 
 
 @dataclass(frozen=True)
