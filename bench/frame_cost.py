@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import resource
 import time
+from collections.abc import Awaitable, Callable
 
 from _harness import pin_to_other_cores
 from _voice import VoiceRig
@@ -124,14 +125,17 @@ async def _turns(turns: int, concurrency: int) -> tuple[float, float]:
                                                      messages=messages, tools=tools):
             pass
 
-    async def batches(turn: "callable") -> float:  # type: ignore[valid-type]
+    async def batches(turn: Callable[[int], Awaitable[None]]) -> float:
         await asyncio.gather(*(turn(i) for i in range(concurrency)))  # warm: connections, first-use paths
         before = _cpu()
         for _ in range(turns // concurrency):
             await asyncio.gather(*(turn(i) for i in range(concurrency)))
         return (_cpu() - before) / (turns // concurrency * concurrency)
 
-    claude = await batches(lambda i: claude_turn())
+    async def claude_call(i: int) -> None:
+        await claude_turn()
+
+    claude = await batches(claude_call)
 
     flushed = [asyncio.Event() for _ in range(concurrency)]
     sockets = [deepgram_client.TextToSpeech("aura-asteria-en", on_audio=lambda audio: None,

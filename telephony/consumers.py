@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import json
 import logging
 from typing import Any
@@ -124,12 +123,12 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
             schema_name=self.grant.schema_name, call_id=self.grant.call_id, outcome=outcome)
 
     # --- MediaSink: audio and control back to Twilio ----------------------------------
-    # Straight to the ASGI server (50 frames a second per call): Channels' send() only
-    # wraps this message.
     async def send_media(self, frame: bytes) -> None:
-        payload = binascii.b2a_base64(frame, newline=False).decode("ascii")
-        await self.base_send({"type": "websocket.send",
-                              "text": f'{{"event":"media","streamSid":"{self.stream_sid}","media":{{"payload":"{payload}"}}}}'})
+        # Straight to the ASGI server (50 frames a second per call): Channels' send()
+        # only wraps this message.
+        payload = base64.b64encode(frame).decode()
+        text = f'{{"event":"media","streamSid":"{self.stream_sid}","media":{{"payload":"{payload}"}}}}'
+        await self.base_send({"type": "websocket.send", "text": text})
 
     async def send_mark(self, name: str) -> None:
         await self.base_send({"type": "websocket.send", "text": json.dumps(
@@ -150,4 +149,4 @@ def _caller_audio(text: str) -> bytes | None:
     track = text.find('"track":"')
     if start < 11 or end < 0 or "\\" in text or (track >= 0 and not text.startswith('inbound"', track + 9)):
         return None
-    return binascii.a2b_base64(text[start:end])
+    return base64.b64decode(text[start:end])
