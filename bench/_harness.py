@@ -67,21 +67,12 @@ def start_server(port: int, extra_env: dict[str, str] | None = None) -> subproce
     while time.monotonic() < deadline:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                prioritise(proc.pid)
                 _start_py_spy(proc.pid)
                 return proc
         except OSError:
             time.sleep(0.1)
     proc.kill()
     raise RuntimeError("server did not start")
-
-
-def prioritise(pid: int) -> None:
-    """BENCH_NICE=-10: run a benchmark process ahead of the machine's other work (a shared
-    machine's noise otherwise dominates wall-clock figures). Needs the privilege to."""
-    nice = os.environ.get("BENCH_NICE")
-    if nice:
-        os.setpriority(os.PRIO_PROCESS, pid, int(nice))
 
 
 def _start_py_spy(pid: int) -> None:
@@ -104,7 +95,6 @@ def pin_to_other_cores() -> None:
     cores = os.sched_getaffinity(0) - {0}
     if cores:
         os.sched_setaffinity(0, cores)
-    prioritise(os.getpid())
 
 
 def percentile(values: list[float], p: float) -> float:

@@ -9,7 +9,7 @@ import sys
 import uuid
 from typing import Any
 
-from _harness import ROOT, free_port, prioritise, setup_django, start_server
+from _harness import ROOT, free_port, setup_django, start_server
 
 PUBLIC_BASE_URL = "https://voice.bench.test"
 
@@ -31,7 +31,6 @@ class VoiceRig:
             cwd=ROOT, stdout=subprocess.PIPE, text=True)
         assert self.standins.stdout is not None
         self.standins.stdout.readline()  # "stand-ins: ..." once all three listen
-        prioritise(self.standins.pid)
         self.urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
         os.environ.update(TWILIO_API_BASE_URL=self.urls["twilio"], DEEPGRAM_BASE_URL=self.urls["deepgram"],
                           ANTHROPIC_BASE_URL=self.urls["anthropic"], PUBLIC_BASE_URL=PUBLIC_BASE_URL,

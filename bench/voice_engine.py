@@ -19,8 +19,6 @@ Per level it prints:
   that meets the target (no failed call, no underrun, ovh p99 <= 50 ms).
 
     .venv/bin/python bench/voice_engine.py [--calls 1,10,50,100,150,200] [--turns 3]
-
-On a shared machine, BENCH_NICE=-10 runs the benchmark's processes ahead of the rest.
 """
 
 from __future__ import annotations
@@ -55,6 +53,7 @@ class Level:
     jitter: list[float]
     cpu_per_call_minute: float
     server_cpu: float  # share of one core over the level's wall time
+    loop_cpu: float  # the server's event loop (its main thread) alone
     standins_cpu: float
     simulator_cpu: float
 
@@ -102,11 +101,12 @@ def _run_level(rig: VoiceRig, n: int, script: list[Any]) -> Level:
     async def run_calls() -> list[Any]:
         return await asyncio.gather(*(one(i) for i in range(n)), return_exceptions=True)
 
-    server_before, started = rig.server_cpu(), time.monotonic()
+    server_before, loop_before, started = rig.server_cpu(), rig.event_loop_cpu(), time.monotonic()
     standins_before, simulator_before = cpu_seconds(rig.standins.pid), sum(os.times()[:2])
     results = asyncio.run(run_calls())
     wall = time.monotonic() - started
     server_cpu = rig.server_cpu() - server_before
+    loop_cpu = rig.event_loop_cpu() - loop_before
     standins_cpu = cpu_seconds(rig.standins.pid) - standins_before
     simulator_cpu = sum(os.times()[:2]) - simulator_before
 
@@ -149,6 +149,7 @@ def _run_level(rig: VoiceRig, n: int, script: list[Any]) -> Level:
         first_token=_spans_ms(saved, "stt_final", "llm_first_token"),
         first_byte=_spans_ms(saved, "first_sentence", "tts_first_byte"), jitter=jitter,
         cpu_per_call_minute=server_cpu / call_minutes if call_minutes else 0.0, server_cpu=server_cpu / wall,
+        loop_cpu=loop_cpu / wall,
         standins_cpu=standins_cpu / wall, simulator_cpu=simulator_cpu / wall)
 
 
@@ -173,16 +174,16 @@ def _print(levels: list[Level]) -> None:
     print("\nms per turn: ovh = stand-in end-of-turn -> first agent frame at the simulated Twilio; eng = inside")
     print("the engine; llm = end of turn -> Claude's first token; tts = first sentence -> TTS first byte.")
     print("jit = |agent frame inter-arrival - 20 ms|. cpu/cmin = server CPU seconds per call-minute. CPU% = share")
-    print("of one core: the server (pinned to core 0), the stand-ins, the simulator (the other cores).\n")
+    print("of one core: the server (pinned to core 0; loop = its event loop thread), the stand-ins, the simulator.\n")
     head = ("calls", "failed", "turns", "underrun", "ovh p50", "ovh p99", "eng p50", "eng p99", "llm p50", "llm p99",
-            "tts p50", "tts p99", "jit p99", "cpu/cmin", "srv CPU%", "stand-in", "sim CPU%")
+            "tts p50", "tts p99", "jit p99", "cpu/cmin", "srv CPU%", "loop", "stand-in", "sim CPU%")
     print("".join(f"{h:>9}" for h in head))
     for lv in levels:
         row = (lv.calls, lv.failed, f"{lv.turns}/{lv.of}", lv.underruns,
                *(percentile(values, p) for values in (lv.overhead, lv.engine, lv.first_token, lv.first_byte)
                  for p in (50, 99)),
-               percentile(lv.jitter, 99), lv.cpu_per_call_minute, 100 * lv.server_cpu, 100 * lv.standins_cpu,
-               100 * lv.simulator_cpu)
+               percentile(lv.jitter, 99), lv.cpu_per_call_minute, 100 * lv.server_cpu, 100 * lv.loop_cpu,
+               100 * lv.standins_cpu, 100 * lv.simulator_cpu)
         print("".join(f"{v:>9.1f}" if isinstance(v, float) else f"{v:>9}" for v in row))
     capacity, source = _advertised_capacity()
     met = [lv.calls for lv in levels if lv.meets_target]

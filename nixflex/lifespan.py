@@ -4,8 +4,8 @@ protocol, so it wraps the application in nixflex/asgi.py).
 At start, before the server takes its first connection, the provider clients of the live
 path are created on the server's event loop and warmed (SDK imports and first-use paths,
 connection set-up): without it the first caller turn after a deploy pays for them, on the
-event loop every call's audio shares. Then the garbage collector is set for a process
-that carries live audio (`tune_garbage_collector`).
+event loop every call's audio shares. Then the interpreter is set for a process that
+carries live audio (`tune_interpreter`).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -23,6 +24,11 @@ WARM_UP_TIMEOUT_SECONDS = 10.0
 # path allocates per frame, and most of it dies young (halves the collector's CPU at
 # 100 calls). The older generations keep their default ratios.
 GC_THRESHOLDS = (10_000, 10, 10)
+# How long a thread may hold the GIL while another waits for it (Python's default: 5 ms).
+# The event loop gives the GIL up at every socket call, thousands of times a second; while
+# a thread runs Django code (a call starting or ending, a webhook) the loop would wait up
+# to the whole interval each time, and gets half as much done (a GIL convoy).
+GIL_SWITCH_INTERVAL_SECONDS = 0.001
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -45,18 +51,20 @@ async def warm_provider_clients() -> None:
             logger.warning("%s client warm-up failed: %r", name, result)
 
 
-def tune_garbage_collector() -> None:
-    """Everything loaded by now (Django, the SDKs: ~250,000 objects) lives as long as the
-    process: frozen out of the collector's reach, or a full collection walks it all, a
-    stall of a few hundred ms for every call's audio at once. Run once, at start."""
+def tune_interpreter() -> None:
+    """Run once, at start. Everything loaded by now (Django, the SDKs: ~250,000 objects)
+    lives as long as the process: frozen out of the garbage collector's reach, or a full
+    collection walks it all, a stall of a few hundred ms for every call's audio at once.
+    The collector's and the GIL's timings: see GC_THRESHOLDS, GIL_SWITCH_INTERVAL_SECONDS."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_SECONDS)
 
 
 async def start_server_process() -> None:
     await warm_provider_clients()
-    tune_garbage_collector()
+    tune_interpreter()
 
 
 async def close_provider_clients() -> None:

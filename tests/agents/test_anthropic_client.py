@@ -106,6 +106,7 @@ async def test_no_first_token_in_time_is_a_failure_at_the_deadline(claude: Any) 
 
 async def test_a_slow_reply_after_its_first_token_is_not_cut_off(claude: Any) -> None:
     claude.configure(tokens_per_s=10)  # ~1 s for the whole reply, well past the first-token deadline
-    claude.add_rule("One two three four five six seven eight nine ten.", match="goodbye")
+    text = "One two three four five six seven eight nine ten."
+    claude.add_rule(text, match="goodbye")
     events = await _reply(first_token_timeout=0.3)
-    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == "One two three four five six seven eight nine ten."
+    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == text
