@@ -16,9 +16,10 @@ import logging
 import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import anthropic
+from anthropic.types import MessageParam, ToolUnionParam
 from django.conf import settings
 
 logger = logging.getLogger(__name__)
@@ -32,9 +33,13 @@ def async_client() -> anthropic.AsyncAnthropic:
     loop = asyncio.get_running_loop()
     existing = _clients.get(loop)
     if existing is None:
-        existing = anthropic.AsyncAnthropic(api_key=settings.ANTHROPIC_API_KEY, base_url=settings.ANTHROPIC_BASE_URL,
-                                            max_retries=0, timeout=settings.LLM_TIMEOUT_SECONDS,
-                                            http_client=anthropic.DefaultAioHttpClient())
+        existing = anthropic.AsyncAnthropic(
+            api_key=settings.ANTHROPIC_API_KEY,
+            base_url=settings.ANTHROPIC_BASE_URL,
+            max_retries=0,
+            timeout=settings.LLM_TIMEOUT_SECONDS,
+            http_client=anthropic.DefaultAioHttpClient(),
+        )
         _clients[loop] = existing
     return existing
 
@@ -47,8 +52,12 @@ async def close() -> None:
 
 
 def sync_client() -> anthropic.Anthropic:
-    return anthropic.Anthropic(api_key=settings.ANTHROPIC_API_KEY, base_url=settings.ANTHROPIC_BASE_URL,
-                               max_retries=settings.ANTHROPIC_MAX_RETRIES, timeout=60.0)
+    return anthropic.Anthropic(
+        api_key=settings.ANTHROPIC_API_KEY,
+        base_url=settings.ANTHROPIC_BASE_URL,
+        max_retries=settings.ANTHROPIC_MAX_RETRIES,
+        timeout=60.0,
+    )
 
 
 async def warm() -> None:
@@ -60,9 +69,18 @@ async def warm() -> None:
     client = async_client()
     try:
         await client.messages.count_tokens(
-            model=settings.DEFAULT_CLAUDE_MODEL, system="Warm-up.", messages=[{"role": "user", "content": "Hello"}],
-            tools=[{"name": "end_call", "description": "End the call.",
-                    "input_schema": {"type": "object", "properties": {}}}], timeout=5.0)
+            model=settings.DEFAULT_CLAUDE_MODEL,
+            system="Warm-up.",
+            messages=[{"role": "user", "content": "Hello"}],
+            tools=[
+                {
+                    "name": "end_call",
+                    "description": "End the call.",
+                    "input_schema": {"type": "object", "properties": {}},
+                }
+            ],
+            timeout=5.0,
+        )
     except (anthropic.APIError, anthropic.APIConnectionError) as exc:
         logger.warning("anthropic warm-up request failed: %s", type(exc).__name__)
     async for _ in _reply_events(_warmup_reply(), deadline=None):
@@ -84,14 +102,26 @@ class ToolCall:
     input: dict[str, Any] = field(default_factory=dict)
 
 
-async def stream_reply(*, model: str, system: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
-                       max_tokens: int = 300,
-                       first_token_timeout: float | None = None) -> AsyncIterator[TextDelta | ToolCall]:
+async def stream_reply(
+    *,
+    model: str,
+    system: str,
+    messages: list[dict[str, Any]],
+    tools: list[dict[str, Any]],
+    max_tokens: int = 300,
+    first_token_timeout: float | None = None,
+) -> AsyncIterator[TextDelta | ToolCall]:
     """Claude's reply as it streams: text deltas, then any tool calls."""
     deadline = asyncio.get_running_loop().time() + (first_token_timeout or settings.LLM_FIRST_TOKEN_TIMEOUT_SECONDS)
     request = async_client().messages.with_streaming_response.create(
-        model=model, system=system, messages=messages, tools=tools or anthropic.NOT_GIVEN, max_tokens=max_tokens,
-        stream=True)
+        model=model,
+        system=system,
+        # The engine builds plain dicts of the API's shape (the SDK's TypedDicts at run time).
+        messages=cast("list[MessageParam]", messages),
+        tools=cast("list[ToolUnionParam]", tools) if tools else anthropic.omit,
+        max_tokens=max_tokens,
+        stream=True,
+    )
     try:
         async with asyncio.timeout_at(deadline):
             response = await request.__aenter__()
@@ -170,16 +200,27 @@ async def _warmup_reply() -> AsyncIterator[bytes]:
     """A reply with text and a tool call, as the API streams it."""
     for name, payload in (
         ("message_start", {"type": "message_start", "message": {"id": "msg_warm", "type": "message"}}),
-        ("content_block_start", {"type": "content_block_start", "index": 0,
-                                 "content_block": {"type": "text", "text": ""}}),
-        ("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                 "delta": {"type": "text_delta", "text": "Hello."}}),
+        (
+            "content_block_start",
+            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        ),
+        (
+            "content_block_delta",
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hello."}},
+        ),
         ("content_block_stop", {"type": "content_block_stop", "index": 0}),
-        ("content_block_start", {"type": "content_block_start", "index": 1,
-                                 "content_block": {"type": "tool_use", "id": "toolu_warm", "name": "end_call",
-                                                   "input": {}}}),
-        ("content_block_delta", {"type": "content_block_delta", "index": 1,
-                                 "delta": {"type": "input_json_delta", "partial_json": "{}"}}),
+        (
+            "content_block_start",
+            {
+                "type": "content_block_start",
+                "index": 1,
+                "content_block": {"type": "tool_use", "id": "toolu_warm", "name": "end_call", "input": {}},
+            },
+        ),
+        (
+            "content_block_delta",
+            {"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": "{}"}},
+        ),
         ("content_block_stop", {"type": "content_block_stop", "index": 1}),
         ("message_stop", {"type": "message_stop"}),
     ):
@@ -197,8 +238,9 @@ def _tool_input(raw: str) -> dict[str, Any]:
 def complete_json(*, model: str, system: str, prompt: str, max_tokens: int = 600) -> str:
     """A one-shot, non-streaming completion (worker side). Returns the text."""
     try:
-        message = sync_client().messages.create(model=model, system=system, max_tokens=max_tokens,
-                                                messages=[{"role": "user", "content": prompt}])
+        message = sync_client().messages.create(
+            model=model, system=system, max_tokens=max_tokens, messages=[{"role": "user", "content": prompt}]
+        )
     except (anthropic.APIError, anthropic.APIConnectionError) as exc:
         raise LlmFailure(f"{type(exc).__name__}: {getattr(exc, 'message', exc)}") from None
     return "".join(block.text for block in message.content if block.type == "text")

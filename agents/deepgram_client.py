@@ -13,12 +13,14 @@ import logging
 import os
 import random
 import weakref
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import websockets.frames
 from deepgram import AsyncDeepgramClient
 from deepgram.environment import DeepgramClientEnvironment
+
 # Imported here, at process start, not lazily on the first call: a lazy import in the
 # middle of a call blocks the event loop, and every call's audio with it.
 from deepgram.listen.v1 import socket_client as _listen_socket  # noqa: F401
@@ -48,7 +50,7 @@ class _MaskingKeys:
 
 websockets.frames.secrets = _MaskingKeys()  # type: ignore[assignment]
 
-_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncDeepgramClient]" = weakref.WeakKeyDictionary()
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncDeepgramClient] = weakref.WeakKeyDictionary()
 
 
 def client() -> AsyncDeepgramClient:
@@ -151,17 +153,15 @@ class _ProviderSocket:
         try:
             await asyncio.wait_for(self._connected.wait(), timeout)
             return True
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
 
     async def close(self) -> None:
         self._closing = True
         socket, self._socket = self._socket, None
         if socket is not None:
-            try:
+            with contextlib.suppress(Exception):
                 await self._close_message(socket)
-            except Exception:
-                pass
 
     async def _send(self, action: Callable[[Any], Awaitable[None]], wait: float = 0.0) -> bool:
         """Run `action(socket)`; False if there is no socket (or it just broke)."""
@@ -198,7 +198,7 @@ class _ProviderSocket:
                 if self._on_down is not None:
                     await self._on_down()
                 return
-            await asyncio.sleep(min(0.1 * 2 ** failures, 1.0))
+            await asyncio.sleep(min(0.1 * 2**failures, 1.0))
 
 
 class SpeechToText(_ProviderSocket):
@@ -206,8 +206,13 @@ class SpeechToText(_ProviderSocket):
 
     kind = "stt"
 
-    def __init__(self, options: SttOptions, on_event: Callable[[SttEvent], Awaitable[None]],
-                 on_down: Callable[[], Awaitable[None]] | None = None, max_reconnects: int = 3) -> None:
+    def __init__(
+        self,
+        options: SttOptions,
+        on_event: Callable[[SttEvent], Awaitable[None]],
+        on_down: Callable[[], Awaitable[None]] | None = None,
+        max_reconnects: int = 3,
+    ) -> None:
         super().__init__(on_down, max_reconnects)
         self._options = options
         self._on_event = on_event
@@ -225,9 +230,16 @@ class SpeechToText(_ProviderSocket):
 
     def _open(self) -> Any:
         return client().listen.v1.connect(
-            model="nova-3", encoding="mulaw", sample_rate=8000, channels=1, language=self._options.language,
-            interim_results=True, endpointing=self._options.endpointing_ms,
-            utterance_end_ms=self._options.utterance_end_ms, vad_events=True, smart_format=True,
+            model="nova-3",
+            encoding="mulaw",
+            sample_rate=8000,
+            channels=1,
+            language=self._options.language,
+            interim_results=True,
+            endpointing=self._options.endpointing_ms,
+            utterance_end_ms=self._options.utterance_end_ms,
+            vad_events=True,
+            smart_format=True,
             tag=self._options.tag or None,
         )
 
@@ -239,9 +251,15 @@ class SpeechToText(_ProviderSocket):
         if kind == "Results":
             alternatives = message.channel.alternatives
             text = alternatives[0].transcript if alternatives else ""
-            await self._on_event(Transcript(text=text, is_final=bool(message.is_final),
-                                            speech_final=bool(message.speech_final), start=message.start,
-                                            end=message.start + message.duration))
+            await self._on_event(
+                Transcript(
+                    text=text,
+                    is_final=bool(message.is_final),
+                    speech_final=bool(message.speech_final),
+                    start=message.start,
+                    end=message.start + message.duration,
+                )
+            )
         elif kind == "SpeechStarted":
             await self._on_event(SpeechStarted())
         elif kind == "UtteranceEnd":
@@ -253,9 +271,15 @@ class TextToSpeech(_ProviderSocket):
 
     kind = "tts"
 
-    def __init__(self, voice: str, on_audio: Callable[[bytes], None], on_flushed: Callable[[], None],
-                 on_cleared: Callable[[], None] | None = None,
-                 on_down: Callable[[], Awaitable[None]] | None = None, max_reconnects: int = 3) -> None:
+    def __init__(
+        self,
+        voice: str,
+        on_audio: Callable[[bytes], None],
+        on_flushed: Callable[[], None],
+        on_cleared: Callable[[], None] | None = None,
+        on_down: Callable[[], Awaitable[None]] | None = None,
+        max_reconnects: int = 3,
+    ) -> None:
         super().__init__(on_down, max_reconnects)
         self._voice = voice
         self._on_audio = on_audio

@@ -80,8 +80,11 @@ def _start_py_spy(pid: int) -> None:
     out = os.environ.get("BENCH_PYSPY")
     if out:
         spy = Path(sys.executable).with_name("py-spy")
-        subprocess.Popen([str(spy), "record", "--pid", str(pid), "--nonblocking", "-r", "250", "-f", "raw", "-o", out],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.Popen(
+            [str(spy), "record", "--pid", str(pid), "--nonblocking", "-r", "250", "-f", "raw", "-o", out],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
 
 def _has_taskset() -> bool:

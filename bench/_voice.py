@@ -26,39 +26,72 @@ class VoiceRig:
     def __init__(self, greeting: str = "Hello, how can I help?", server_env: dict[str, str] | None = None) -> None:
         ports = {name: free_port() for name in ("twilio", "deepgram", "anthropic")}
         self.standins = subprocess.Popen(
-            [sys.executable, "-m", "standins.serve", "--twilio-port", str(ports["twilio"]),
-             "--deepgram-port", str(ports["deepgram"]), "--anthropic-port", str(ports["anthropic"])],
-            cwd=ROOT, stdout=subprocess.PIPE, text=True)
+            [
+                sys.executable,
+                "-m",
+                "standins.serve",
+                "--twilio-port",
+                str(ports["twilio"]),
+                "--deepgram-port",
+                str(ports["deepgram"]),
+                "--anthropic-port",
+                str(ports["anthropic"]),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert self.standins.stdout is not None
         self.standins.stdout.readline()  # "stand-ins: ..." once all three listen
         self.urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
-        os.environ.update(TWILIO_API_BASE_URL=self.urls["twilio"], DEEPGRAM_BASE_URL=self.urls["deepgram"],
-                          ANTHROPIC_BASE_URL=self.urls["anthropic"], PUBLIC_BASE_URL=PUBLIC_BASE_URL,
-                          PLATFORM_MAX_CONCURRENT_CALLS="10000")
+        os.environ.update(
+            TWILIO_API_BASE_URL=self.urls["twilio"],
+            DEEPGRAM_BASE_URL=self.urls["deepgram"],
+            ANTHROPIC_BASE_URL=self.urls["anthropic"],
+            PUBLIC_BASE_URL=PUBLIC_BASE_URL,
+            PLATFORM_MAX_CONCURRENT_CALLS="10000",
+        )
         setup_django()
         import requests
-        from django.db import connection
-        from django_tenants.utils import schema_context
+        from django.test import Client
 
-        from agents.services import create_agent
-        from telephony.services.numbers import import_number
         from tenants.services import create_account
 
-        self.account, key = create_account(name="Voice bench", domain=f"voice-{uuid.uuid4().hex[:8]}.localhost",
-                                           max_concurrent_calls=10000)
+        self.account, key = create_account(
+            name="Voice bench", domain=f"voice-{uuid.uuid4().hex[:8]}.localhost", max_concurrent_calls=10000
+        )
         self.sid, self.token = "AC" + uuid.uuid4().hex, uuid.uuid4().hex
         self.e164 = f"+4420{uuid.uuid4().int % 10**8:08d}"
-        requests.post(f"{self.urls['twilio']}/_standin/accounts",
-                      json={"sid": self.sid, "token": self.token}).raise_for_status()
-        requests.post(f"{self.urls['twilio']}/_standin/numbers",
-                      json={"account_sid": self.sid, "phone_number": self.e164})
-        with schema_context(self.account.schema_name):
-            agent = create_agent(account=self.account, name="Bench agent", system_prompt="You are a receptionist.",
-                                 first_message=greeting, silence_timeout_seconds=60)
-            import_number(account=self.account, api_key_id=key.api_key.key_id,
-                          data={"phone_number": self.e164, "twilio_sid": self.sid, "twilio_token": self.token,
-                                "agent_id": agent.id})
-        connection.set_schema_to_public()
+        requests.post(
+            f"{self.urls['twilio']}/_standin/accounts", json={"sid": self.sid, "token": self.token}
+        ).raise_for_status()
+        requests.post(
+            f"{self.urls['twilio']}/_standin/numbers", json={"account_sid": self.sid, "phone_number": self.e164}
+        ).raise_for_status()
+        # The agent and the number as a customer sets them up: through the public API.
+        api = Client(HTTP_HOST="api.localhost", HTTP_AUTHORIZATION=f"Bearer {key.api_key.key_id}:{key.secret}")
+        agent = api.post(
+            "/v1/agents",
+            {
+                "name": "Bench agent",
+                "system_prompt": "You are a receptionist.",
+                "first_message": greeting,
+                "silence_timeout_seconds": 60,
+            },
+            content_type="application/json",
+        )
+        assert agent.status_code == 201, agent.content
+        number = api.post(
+            "/v1/phone-numbers",
+            {
+                "phone_number": self.e164,
+                "twilio_sid": self.sid,
+                "twilio_token": self.token,
+                "agent_id": agent.json()["id"],
+            },
+            content_type="application/json",
+        )
+        assert number.status_code == 201, number.content
         self.server: subprocess.Popen | None = None
         self.server_url = ""
         self.start_server(server_env)
@@ -79,9 +112,17 @@ class VoiceRig:
     def call(self, i: int, script: list[Any], **kwargs: Any) -> Any:
         from standins.caller import SimulatedCall
 
-        return SimulatedCall(server_url=self.server_url, public_base_url=PUBLIC_BASE_URL,
-                             twilio_url=self.urls["twilio"], account_sid=self.sid, auth_token=self.token,
-                             from_number=f"+4477{i:08d}", to_number=self.e164, script=script, **kwargs)
+        return SimulatedCall(
+            server_url=self.server_url,
+            public_base_url=PUBLIC_BASE_URL,
+            twilio_url=self.urls["twilio"],
+            account_sid=self.sid,
+            auth_token=self.token,
+            from_number=f"+4477{i:08d}",
+            to_number=self.e164,
+            script=script,
+            **kwargs,
+        )
 
     def server_cpu(self) -> float:
         assert self.server is not None

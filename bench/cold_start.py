@@ -24,7 +24,6 @@ def main() -> None:
     args = parser.parse_args()
     pin_to_other_cores()
     rig = VoiceRig(greeting="Hello, how can I help?")
-    from django.db import connection
     from django_tenants.utils import schema_context
 
     from standins.caller import Utterance
@@ -47,7 +46,6 @@ def main() -> None:
             with schema_context(rig.account.schema_name):
                 calls = {c.id: c for c in Call.objects.filter(id__in=call_ids)}
                 rows.append([t for cid in call_ids for t in calls[cid].turns if t.get("caller_text")])
-            connection.set_schema_to_public()
     finally:
         rig.close()
 
@@ -57,8 +55,11 @@ def main() -> None:
     print(f"\nms, median over {args.starts} fresh server processes; engine: end of caller turn -> first agent")
     print("frame sent; llm: -> Claude's first token; tts: first sentence -> TTS first byte\n")
     print(f"{'turn':<34}{'engine':>9}{'llm':>9}{'tts':>9}")
-    labels = [f"call {c + 1}, turn {t + 1}" + (" (first after start)" if c == t == 0 else "")
-              for c in range(args.calls) for t in range(len(script))]
+    labels = [
+        f"call {c + 1}, turn {t + 1}" + (" (first after start)" if c == t == 0 else "")
+        for c in range(args.calls)
+        for t in range(len(script))
+    ]
     for index, label in enumerate(labels):
         print(f"{label:<34}" + "".join(f"{column(index, key):>9.1f}" for key in ("engine", "llm", "tts")))
 

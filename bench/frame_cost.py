@@ -24,10 +24,12 @@ from collections.abc import Awaitable, Callable
 from _harness import pin_to_other_cores
 from _voice import VoiceRig
 
-LONG_REPLY = ("Of course. Our practice is open from nine in the morning until half past five in the evening, "
-              "Monday to Friday, and on Saturday mornings from nine until one. We are closed on Sundays and on "
-              "public holidays. If you need an appointment outside those hours, we can arrange an early or a late "
-              "slot with one of our hygienists, just ask when you book.")
+LONG_REPLY = (
+    "Of course. Our practice is open from nine in the morning until half past five in the evening, "
+    "Monday to Friday, and on Saturday mornings from nine until one. We are closed on Sundays and on "
+    "public holidays. If you need an appointment outside those hours, we can arrange an early or a late "
+    "slot with one of our hygienists, just ask when you book."
+)
 
 
 def main() -> None:
@@ -50,13 +52,17 @@ def main() -> None:
     print(f"\n{args.calls} calls, one server process; CPU time (user + system)")
     if listen is not None:
         inbound_us = listen["cpu"] / listen["frames"] * 1e6
-        print(f"{'caller frame (Twilio -> STT), server CPU per frame, us':<62}{inbound_us:>8.1f}"
-              f"   (event loop {listen['loop'] / listen['frames'] * 1e6:.1f})")
+        print(
+            f"{'caller frame (Twilio -> STT), server CPU per frame, us':<62}{inbound_us:>8.1f}"
+            f"   (event loop {listen['loop'] / listen['frames'] * 1e6:.1f})"
+        )
         print(f"{'server CPU per call-second while listening, ms':<62}{listen['cpu'] / listen['call_s'] * 1e3:>8.2f}")
     if listen is not None and speak is not None:
         outbound_us = (speak["cpu"] - speak["frames"] * inbound_us / 1e6) / speak["sent"] * 1e6
-        print(f"{'agent frame (paced -> Twilio), extra server CPU per frame, us':<62}{outbound_us:>8.1f}"
-              f"   ({speak['sent'] / speak['call_s'] * 0.02:.0%} of the frames due were sent)")
+        print(
+            f"{'agent frame (paced -> Twilio), extra server CPU per frame, us':<62}{outbound_us:>8.1f}"
+            f"   ({speak['sent'] / speak['call_s'] * 0.02:.0%} of the frames due were sent)"
+        )
         print(f"{'server CPU per call-second while speaking, ms':<62}{speak['cpu'] / speak['call_s'] * 1e3:>8.2f}")
     if turns is not None:
         claude, tts = turns
@@ -81,8 +87,12 @@ def _window(rig: VoiceRig, calls: int, script: list, *, hold: float, seconds: fl
         await asyncio.sleep(calls * 0.02 + settle)
         cpu, loop, frames, started = rig.server_cpu(), rig.event_loop_cpu(), sent(), time.monotonic()
         await asyncio.sleep(seconds)
-        result = {"cpu": rig.server_cpu() - cpu, "loop": rig.event_loop_cpu() - loop,
-                  "call_s": calls * (time.monotonic() - started), "sent": sent() - frames}
+        result = {
+            "cpu": rig.server_cpu() - cpu,
+            "loop": rig.event_loop_cpu() - loop,
+            "call_s": calls * (time.monotonic() - started),
+            "sent": sent() - frames,
+        }
         result["frames"] = result["call_s"] / 0.02  # the simulator sends a caller frame every 20 ms
         await asyncio.gather(*tasks)
         recs = [sim.rec for sim in sims]
@@ -103,8 +113,9 @@ def _speaking(rig: VoiceRig, calls: int, seconds: float) -> dict:
 
     from standins.caller import Utterance
 
-    requests.post(f"{rig.urls['anthropic']}/_standin/script",
-                  json={"rules": [{"match": "opening", "text": LONG_REPLY}]}).raise_for_status()
+    requests.post(
+        f"{rig.urls['anthropic']}/_standin/script", json={"rules": [{"match": "opening", "text": LONG_REPLY}]}
+    ).raise_for_status()
     # The caller asks (~1.5 s), the agent answers for ~20 s: measured in the middle.
     return _window(rig, calls, [Utterance("Opening hours?")], hold=0.5, seconds=seconds, settle=4.0)
 
@@ -115,14 +126,23 @@ async def _turns(turns: int, concurrency: int) -> tuple[float, float]:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "nixflex.settings")
     from agents import anthropic_client, deepgram_client
 
-    messages = [{"role": "user", "content": "(The caller has been connected.)"},
-                {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "I'd like to book a cleaning"}]
-    tools = [{"name": "end_call", "description": "End the call.",
-              "input_schema": {"type": "object", "properties": {"goodbye": {"type": "string"}}}}]
+    messages = [
+        {"role": "user", "content": "(The caller has been connected.)"},
+        {"role": "assistant", "content": "Hello!"},
+        {"role": "user", "content": "I'd like to book a cleaning"},
+    ]
+    tools = [
+        {
+            "name": "end_call",
+            "description": "End the call.",
+            "input_schema": {"type": "object", "properties": {"goodbye": {"type": "string"}}},
+        }
+    ]
 
     async def claude_turn() -> None:
-        async for _ in anthropic_client.stream_reply(model="claude-haiku-4-5", system="You are a receptionist. " * 40,
-                                                     messages=messages, tools=tools):
+        async for _ in anthropic_client.stream_reply(
+            model="claude-haiku-4-5", system="You are a receptionist. " * 40, messages=messages, tools=tools
+        ):
             pass
 
     async def batches(turn: Callable[[int], Awaitable[None]]) -> float:
@@ -138,13 +158,18 @@ async def _turns(turns: int, concurrency: int) -> tuple[float, float]:
     claude = await batches(claude_call)
 
     flushed = [asyncio.Event() for _ in range(concurrency)]
-    sockets = [deepgram_client.TextToSpeech("aura-asteria-en", on_audio=lambda audio: None,
-                                            on_flushed=flushed[i].set) for i in range(concurrency)]
+    sockets = [
+        deepgram_client.TextToSpeech("aura-asteria-en", on_audio=lambda audio: None, on_flushed=flushed[i].set)
+        for i in range(concurrency)
+    ]
     readers = [asyncio.create_task(s.run()) for s in sockets]
 
     async def tts_turn(i: int) -> None:  # as the engine speaks a two-sentence reply
-        for text, flush in (("Thanks! You said: I'd like to book a cleaning.", True),
-                            (" Is there anything else?", False), (None, True)):
+        for text, flush in (
+            ("Thanks! You said: I'd like to book a cleaning.", True),
+            (" Is there anything else?", False),
+            (None, True),
+        ):
             flushed[i].clear()
             if text is None:
                 await sockets[i].flush()

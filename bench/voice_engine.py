@@ -59,8 +59,12 @@ class Level:
 
     @property
     def meets_target(self) -> bool:
-        return (self.failed == 0 and self.underruns == 0 and self.turns == self.of
-                and percentile(self.overhead, 99) <= TARGET_OVERHEAD_P99_MS)
+        return (
+            self.failed == 0
+            and self.underruns == 0
+            and self.turns == self.of
+            and percentile(self.overhead, 99) <= TARGET_OVERHEAD_P99_MS
+        )
 
 
 def main() -> None:
@@ -136,21 +140,41 @@ def _run_level(rig: VoiceRig, n: int, script: list[Any]) -> Level:
         underruns += rec.gaps
         if os.environ.get("BENCH_DEBUG"):
             first = ends[0] if ends else 0.0
-            print(rec.call_id, rec.ended_by, rec.close_code, rec.error, [a.text[:25] for a in rec.agent],
-                  [(round(s - first, 3), round(e - first, 3)) for s, e in speech], [round(t - first, 3) for t in ends])
+            print(
+                rec.call_id,
+                rec.ended_by,
+                rec.close_code,
+                rec.error,
+                [a.text[:25] for a in rec.agent],
+                [(round(s - first, 3), round(e - first, 3)) for s, e in speech],
+                [round(t - first, 3) for t in ends],
+            )
     time.sleep(1.0)  # the server writes the last calls' turns as they end
     with schema_context(rig.account.schema_name):
-        saved = [t for call in Call.objects.filter(id__in=[r.call_id for r in recordings])
-                 for t in call.turns if t.get("caller_text")]
+        saved = [
+            t
+            for call in Call.objects.filter(id__in=[r.call_id for r in recordings])
+            for t in call.turns
+            if t.get("caller_text")
+        ]
     call_minutes = sum(durations) / 60
     return Level(
-        calls=n, failed=failed, turns=answered_total, of=n * len(script), underruns=underruns, overhead=overhead,
+        calls=n,
+        failed=failed,
+        turns=answered_total,
+        of=n * len(script),
+        underruns=underruns,
+        overhead=overhead,
         engine=[t["engine_ms"] for t in saved if t.get("engine_ms") is not None],
         first_token=_spans_ms(saved, "stt_final", "llm_first_token"),
-        first_byte=_spans_ms(saved, "first_sentence", "tts_first_byte"), jitter=jitter,
-        cpu_per_call_minute=server_cpu / call_minutes if call_minutes else 0.0, server_cpu=server_cpu / wall,
+        first_byte=_spans_ms(saved, "first_sentence", "tts_first_byte"),
+        jitter=jitter,
+        cpu_per_call_minute=server_cpu / call_minutes if call_minutes else 0.0,
+        server_cpu=server_cpu / wall,
         loop_cpu=loop_cpu / wall,
-        standins_cpu=standins_cpu / wall, simulator_cpu=simulator_cpu / wall)
+        standins_cpu=standins_cpu / wall,
+        simulator_cpu=simulator_cpu / wall,
+    )
 
 
 def _turn_ends(connections: list[dict[str, Any]]) -> dict[str, list[float]]:
@@ -175,22 +199,54 @@ def _print(levels: list[Level]) -> None:
     print("the engine; llm = end of turn -> Claude's first token; tts = first sentence -> TTS first byte.")
     print("jit = |agent frame inter-arrival - 20 ms|. cpu/cmin = server CPU seconds per call-minute. CPU% = share")
     print("of one core: the server (pinned to core 0; loop = its event loop thread), the stand-ins, the simulator.\n")
-    head = ("calls", "failed", "turns", "underrun", "ovh p50", "ovh p99", "eng p50", "eng p99", "llm p50", "llm p99",
-            "tts p50", "tts p99", "jit p99", "cpu/cmin", "srv CPU%", "loop", "stand-in", "sim CPU%")
+    head = (
+        "calls",
+        "failed",
+        "turns",
+        "underrun",
+        "ovh p50",
+        "ovh p99",
+        "eng p50",
+        "eng p99",
+        "llm p50",
+        "llm p99",
+        "tts p50",
+        "tts p99",
+        "jit p99",
+        "cpu/cmin",
+        "srv CPU%",
+        "loop",
+        "stand-in",
+        "sim CPU%",
+    )
     print("".join(f"{h:>9}" for h in head))
     for lv in levels:
-        row = (lv.calls, lv.failed, f"{lv.turns}/{lv.of}", lv.underruns,
-               *(percentile(values, p) for values in (lv.overhead, lv.engine, lv.first_token, lv.first_byte)
-                 for p in (50, 99)),
-               percentile(lv.jitter, 99), lv.cpu_per_call_minute, 100 * lv.server_cpu, 100 * lv.loop_cpu,
-               100 * lv.standins_cpu, 100 * lv.simulator_cpu)
+        row = (
+            lv.calls,
+            lv.failed,
+            f"{lv.turns}/{lv.of}",
+            lv.underruns,
+            *(
+                percentile(values, p)
+                for values in (lv.overhead, lv.engine, lv.first_token, lv.first_byte)
+                for p in (50, 99)
+            ),
+            percentile(lv.jitter, 99),
+            lv.cpu_per_call_minute,
+            100 * lv.server_cpu,
+            100 * lv.loop_cpu,
+            100 * lv.standins_cpu,
+            100 * lv.simulator_cpu,
+        )
         print("".join(f"{v:>9.1f}" if isinstance(v, float) else f"{v:>9}" for v in row))
     capacity, source = _advertised_capacity()
     met = [lv.calls for lv in levels if lv.meets_target]
     print(f"\nA server process advertises a capacity of {capacity} calls ({source}; this run's server was")
     print("allowed more, to measure every level).")
-    print(f"Largest level meeting the target (no failed call, no underrun, every turn answered, ovh p99 <= "
-          f"{TARGET_OVERHEAD_P99_MS:.0f} ms): {max(met) if met else 'none'}")
+    print(
+        f"Largest level meeting the target (no failed call, no underrun, every turn answered, ovh p99 <= "
+        f"{TARGET_OVERHEAD_P99_MS:.0f} ms): {max(met) if met else 'none'}"
+    )
 
 
 def _advertised_capacity() -> tuple[object, str]:

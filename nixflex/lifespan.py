@@ -73,8 +73,11 @@ async def close_provider_clients() -> None:
     await anthropic_client.close()
 
 
-def with_lifespan(app: App, startup: Callable[[], Awaitable[None]] = start_server_process,
-                  shutdown: Callable[[], Awaitable[None]] = close_provider_clients) -> App:
+def with_lifespan(
+    app: App,
+    startup: Callable[[], Awaitable[None]] = start_server_process,
+    shutdown: Callable[[], Awaitable[None]] = close_provider_clients,
+) -> App:
     """`app` with the lifespan protocol handled: `startup` runs before the server accepts
     connections, `shutdown` after it stops. Neither can keep the server from starting or
     stopping: a failure is logged."""

@@ -47,7 +47,7 @@ Control API (JSON; each has a thread-safe Python method)
         stream, model, max_tokens, system, system_text, messages, last_user_text,
         tools, body, anthropic_version, reply_text, tool_use, stop_reason, fault,
         error}], "token_counts": [{received_at, status, model, input_tokens}]}
-                                                   -> ``requests()``, ``token_counts()``
+                                           -> ``requests()``, ``token_counts()``
 ``POST /_standin/reset``                   rules, records, faults, config -> ``reset()``
 ``POST /_standin/script`` {"rules": [...], "append": false}
                                            -> ``set_script(rules, append=False)``
@@ -71,40 +71,62 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import copy
 import json
 import re
 import secrets
 import threading
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 from aiohttp import web
 
 from standins.threaded import ThreadedServer
 
-CONFIG_DEFAULTS: Dict[str, Any] = {
+CONFIG_DEFAULTS: dict[str, Any] = {
     "api_key": None,  # None: any non-empty key
     "ttft_ms": 0.0,  # delay before the first content delta
     "tokens_per_s": 0.0,  # 0: as fast as possible
 }
 
 ERROR_TYPES = {
-    400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
-    403: "permission_error", 404: "not_found_error", 413: "request_too_large",
-    429: "rate_limit_error", 500: "api_error", 504: "timeout_error", 529: "overloaded_error",
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    504: "timeout_error",
+    529: "overloaded_error",
 }
 ERROR_MESSAGES = {
-    "overloaded_error": "Overloaded", "api_error": "Internal server error",
+    "overloaded_error": "Overloaded",
+    "api_error": "Internal server error",
     "rate_limit_error": "Number of request tokens has exceeded your per-minute rate limit",
-    "authentication_error": "invalid x-api-key", "permission_error": "Permission denied",
-    "not_found_error": "Not found", "invalid_request_error": "Invalid request",
-    "timeout_error": "Request timed out", "request_too_large": "Request exceeds the maximum allowed number of bytes.",
+    "authentication_error": "invalid x-api-key",
+    "permission_error": "Permission denied",
+    "not_found_error": "Not found",
+    "invalid_request_error": "Invalid request",
+    "timeout_error": "Request timed out",
+    "request_too_large": "Request exceeds the maximum allowed number of bytes.",
     "billing_error": "Your credit balance is too low.",
 }
 
-_BLOCK_TYPES = {"text", "image", "document", "tool_use", "tool_result", "thinking",
-                "redacted_thinking", "search_result", "server_tool_use", "web_search_tool_result"}
+_BLOCK_TYPES = {
+    "text",
+    "image",
+    "document",
+    "tool_use",
+    "tool_result",
+    "thinking",
+    "redacted_thinking",
+    "search_result",
+    "server_tool_use",
+    "web_search_tool_result",
+}
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
 
 
@@ -187,7 +209,7 @@ def _validate(body: Any) -> None:
         raise _Invalid("messages: Field required" if messages is None else "messages: Input should be a valid list")
     if not messages:
         raise _Invalid("messages: at least one message is required")
-    pending_tool_ids: List[str] = []
+    pending_tool_ids: list[str] = []
     for i, m in enumerate(messages):
         if not isinstance(m, dict):
             raise _Invalid(f"messages.{i}: Input should be a valid dictionary")
@@ -195,18 +217,22 @@ def _validate(body: Any) -> None:
         if role not in ("user", "assistant"):
             raise _Invalid(f"messages.{i}.role: Input should be 'user' or 'assistant'")
         if i == 0 and role != "user":
-            raise _Invalid("messages: first message must use the \"user\" role")
+            raise _Invalid('messages: first message must use the "user" role')
         content = m.get("content")
         last = i == len(messages) - 1
         if isinstance(content, str):
             if not content and not (last and role == "assistant"):
-                raise _Invalid(f"messages.{i}: all messages must have non-empty content except for the "
-                               "optional final assistant message")
-            blocks: List[Dict[str, Any]] = [{"type": "text", "text": content}] if content else []
+                raise _Invalid(
+                    f"messages.{i}: all messages must have non-empty content except for the "
+                    "optional final assistant message"
+                )
+            blocks: list[dict[str, Any]] = [{"type": "text", "text": content}] if content else []
         elif isinstance(content, list):
             if not content and not (last and role == "assistant"):
-                raise _Invalid(f"messages.{i}: all messages must have non-empty content except for the "
-                               "optional final assistant message")
+                raise _Invalid(
+                    f"messages.{i}: all messages must have non-empty content except for the "
+                    "optional final assistant message"
+                )
             blocks = content
         else:
             raise _Invalid(f"messages.{i}.content: Input should be a valid string or list")
@@ -214,8 +240,10 @@ def _validate(body: Any) -> None:
         for j, b in enumerate(blocks):
             if not isinstance(b, dict) or b.get("type") not in _BLOCK_TYPES:
                 btype = b.get("type") if isinstance(b, dict) else None
-                raise _Invalid(f"messages.{i}.content.{j}: Input tag '{btype}' found using 'type' does not "
-                               "match any of the expected tags")
+                raise _Invalid(
+                    f"messages.{i}.content.{j}: Input tag '{btype}' found using 'type' does not "
+                    "match any of the expected tags"
+                )
             bt = b["type"]
             if bt == "text":
                 if not isinstance(b.get("text"), str):
@@ -225,8 +253,11 @@ def _validate(body: Any) -> None:
             elif bt == "tool_use":
                 if role != "assistant":
                     raise _Invalid(f"messages.{i}.content.{j}: tool_use blocks can only be in assistant messages")
-                if not isinstance(b.get("id"), str) or not isinstance(b.get("name"), str) \
-                        or not isinstance(b.get("input"), dict):
+                if (
+                    not isinstance(b.get("id"), str)
+                    or not isinstance(b.get("name"), str)
+                    or not isinstance(b.get("input"), dict)
+                ):
                     raise _Invalid(f"messages.{i}.content.{j}.tool_use: id, name and input (object) are required")
             elif bt == "tool_result":
                 if role != "user":
@@ -237,14 +268,18 @@ def _validate(body: Any) -> None:
         if role == "user":
             for rid in result_ids:
                 if rid not in pending_tool_ids:
-                    raise _Invalid(f"messages.{i}.content: unexpected `tool_use_id` found in `tool_result` "
-                                   f"blocks: {rid}. Each `tool_result` block must have a corresponding "
-                                   "`tool_use` block in the previous message.")
+                    raise _Invalid(
+                        f"messages.{i}.content: unexpected `tool_use_id` found in `tool_result` "
+                        f"blocks: {rid}. Each `tool_result` block must have a corresponding "
+                        "`tool_use` block in the previous message."
+                    )
             missing = [t for t in pending_tool_ids if t not in result_ids]
             if missing:
-                raise _Invalid(f"messages.{i}: `tool_use` ids were found without `tool_result` blocks "
-                               f"immediately after: {', '.join(missing)}. Each `tool_use` block must have a "
-                               "corresponding `tool_result` block in the next message.")
+                raise _Invalid(
+                    f"messages.{i}: `tool_use` ids were found without `tool_result` blocks "
+                    f"immediately after: {', '.join(missing)}. Each `tool_use` block must have a "
+                    "corresponding `tool_result` block in the next message."
+                )
             pending_tool_ids = []
         else:
             pending_tool_ids = [b["id"] for b in blocks if b.get("type") == "tool_use"]
@@ -256,42 +291,43 @@ def _validate(body: Any) -> None:
         raise _Invalid(f"model: {model}", status=404, etype="not_found_error")
 
 
-def _tokens(text: str) -> List[str]:
+def _tokens(text: str) -> list[str]:
     toks = re.findall(r"\s*\S+", text)
     if toks:
-        tail = text[len("".join(toks)):]
+        tail = text[len("".join(toks)) :]
         toks[-1] += tail
     elif text:
         toks = [text]
     return toks
 
 
-def _json_pieces(s: str, n: int = 12) -> List[str]:
+def _json_pieces(s: str, n: int = 12) -> list[str]:
     return [s[i : i + n] for i in range(0, len(s), n)] or [""]
 
 
 class AnthropicStandin(ThreadedServer):
     """aiohttp app speaking the Messages API (see module docstring)."""
+
     thread_name = "anthropic-standin"
 
-    def __init__(self, *, api_key: Optional[str] = None, **config: Any) -> None:
+    def __init__(self, *, api_key: str | None = None, **config: Any) -> None:
         unknown = set(config) - set(CONFIG_DEFAULTS)
         if unknown:
             raise TypeError(f"unknown config keys: {sorted(unknown)}")
         self._defaults = dict(CONFIG_DEFAULTS, api_key=api_key, **config)
         self._lock = threading.Lock()
-        self._cfg: Dict[str, Any] = dict(self._defaults)
-        self._rules: List[Dict[str, Any]] = []
-        self._faults: List[Dict[str, Any]] = []
-        self._records: List[Dict[str, Any]] = []
-        self._token_counts: List[Dict[str, Any]] = []
+        self._cfg: dict[str, Any] = dict(self._defaults)
+        self._rules: list[dict[str, Any]] = []
+        self._faults: list[dict[str, Any]] = []
+        self._records: list[dict[str, Any]] = []
+        self._token_counts: list[dict[str, Any]] = []
         self._seq = 0
-        self._tasks: "set[asyncio.Task[Any]]" = set()  # in-flight /v1/messages handlers
-        self._runner: Optional[web.AppRunner] = None
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._thread: Optional[threading.Thread] = None
-        self._loop_thread: Optional[int] = None
-        self.base_url: Optional[str] = None
+        self._tasks: set[asyncio.Task[Any]] = set()  # in-flight /v1/messages handlers
+        self._runner: web.AppRunner | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._loop_thread: int | None = None
+        self.base_url: str | None = None
 
     # ------------------------------------------------------------ lifecycle
     def make_app(self) -> web.Application:
@@ -309,8 +345,7 @@ class AnthropicStandin(ThreadedServer):
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
-        self._runner = web.AppRunner(self.make_app(), handle_signals=False, access_log=None,
-                                     shutdown_timeout=1.0)
+        self._runner = web.AppRunner(self.make_app(), handle_signals=False, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, backlog=4096, reuse_address=True)
         await site.start()
@@ -326,16 +361,16 @@ class AnthropicStandin(ThreadedServer):
             await self._runner.cleanup()
             self._runner = None
 
-
-    def requests(self) -> List[Dict[str, Any]]:
+    def requests(self) -> list[dict[str, Any]]:
         """A snapshot (deep copy) of every request received, oldest first."""
-        def snap() -> List[Dict[str, Any]]:
+
+        def snap() -> list[dict[str, Any]]:
             with self._lock:
                 return copy.deepcopy(self._records)
 
         return self._on_loop(snap)
 
-    def token_counts(self) -> List[Dict[str, Any]]:
+    def token_counts(self) -> list[dict[str, Any]]:
         """The ``count_tokens`` requests received, oldest first."""
         with self._lock:
             return copy.deepcopy(self._token_counts)
@@ -348,7 +383,7 @@ class AnthropicStandin(ThreadedServer):
             self._token_counts.clear()
             self._cfg = dict(self._defaults)
 
-    def set_script(self, rules: List[Dict[str, Any]], append: bool = False) -> None:
+    def set_script(self, rules: list[dict[str, Any]], append: bool = False) -> None:
         checked = []
         for r in rules:
             if not isinstance(r, dict):
@@ -364,11 +399,29 @@ class AnthropicStandin(ThreadedServer):
                 self._rules.clear()
             self._rules.extend(checked)
 
-    def add_rule(self, text: str = "", match: Optional[str] = None, *, tool: Optional[Dict[str, Any]] = None,
-                 system_contains: Optional[str] = None, times: Optional[int] = None,
-                 tool_result: bool = False) -> None:
-        self.set_script([{"match": match, "text": text, "tool": tool, "system_contains": system_contains,
-                          "times": times, "tool_result": tool_result}], append=True)
+    def add_rule(
+        self,
+        text: str = "",
+        match: str | None = None,
+        *,
+        tool: dict[str, Any] | None = None,
+        system_contains: str | None = None,
+        times: int | None = None,
+        tool_result: bool = False,
+    ) -> None:
+        self.set_script(
+            [
+                {
+                    "match": match,
+                    "text": text,
+                    "tool": tool,
+                    "system_contains": system_contains,
+                    "times": times,
+                    "tool_result": tool_result,
+                }
+            ],
+            append=True,
+        )
 
     def configure(self, **kw: Any) -> None:
         unknown = set(kw) - set(CONFIG_DEFAULTS)
@@ -377,40 +430,54 @@ class AnthropicStandin(ThreadedServer):
         with self._lock:
             self._cfg.update(kw)
 
-    def fail_next(self, count: int = 1, status: int = 529, error_type: Optional[str] = None,
-                  message: Optional[str] = None) -> None:
+    def fail_next(
+        self, count: int = 1, status: int = 529, error_type: str | None = None, message: str | None = None
+    ) -> None:
         etype = error_type or ERROR_TYPES.get(status, "api_error")
-        fault = {"kind": "http_error", "status": int(status), "error_type": etype,
-                 "message": message or ERROR_MESSAGES.get(etype, "Error")}
+        fault = {
+            "kind": "http_error",
+            "status": int(status),
+            "error_type": etype,
+            "message": message or ERROR_MESSAGES.get(etype, "Error"),
+        }
         with self._lock:
             self._faults.extend(dict(fault) for _ in range(int(count)))
 
-    def error_mid_stream(self, after_tokens: int = 3, count: int = 1, error_type: str = "overloaded_error",
-                         message: Optional[str] = None) -> None:
-        fault = {"kind": "stream_error", "after_tokens": int(after_tokens), "error_type": error_type,
-                 "message": message or ERROR_MESSAGES.get(error_type, "Error")}
+    def error_mid_stream(
+        self, after_tokens: int = 3, count: int = 1, error_type: str = "overloaded_error", message: str | None = None
+    ) -> None:
+        fault = {
+            "kind": "stream_error",
+            "after_tokens": int(after_tokens),
+            "error_type": error_type,
+            "message": message or ERROR_MESSAGES.get(error_type, "Error"),
+        }
         with self._lock:
             self._faults.extend(dict(fault) for _ in range(int(count)))
 
-    def hang_next(self, count: int = 1, seconds: Optional[float] = None) -> None:
+    def hang_next(self, count: int = 1, seconds: float | None = None) -> None:
         with self._lock:
             self._faults.extend({"kind": "hang", "seconds": seconds} for _ in range(int(count)))
 
     # ------------------------------------------------------------ internals
-    def _error(self, status: int, etype: str, message: str, rec: Optional[Dict[str, Any]]) -> web.Response:
+    def _error(self, status: int, etype: str, message: str, rec: dict[str, Any] | None) -> web.Response:
         rid = _rid("req_")
         if rec is not None:
             rec["status"] = status
             rec["error"] = {"type": etype, "message": message}
-        return web.json_response({"type": "error", "error": {"type": etype, "message": message},
-                                  "request_id": rid}, status=status, headers={"request-id": rid})
+        return web.json_response(
+            {"type": "error", "error": {"type": etype, "message": message}, "request_id": rid},
+            status=status,
+            headers={"request-id": rid},
+        )
 
-    def _choose(self, body: Dict[str, Any], stream: bool) -> Tuple[str, Optional[Dict[str, Any]]]:
+    def _choose(self, body: dict[str, Any], stream: bool) -> tuple[str, dict[str, Any] | None]:
         messages = body["messages"]
         last_user = next((m for m in reversed(messages) if m.get("role") == "user"), None)
         content = last_user.get("content") if last_user else ""
         is_tool_result = isinstance(content, list) and any(
-            isinstance(b, dict) and b.get("type") == "tool_result" for b in content)
+            isinstance(b, dict) and b.get("type") == "tool_result" for b in content
+        )
         user_text = _text_of(content)
         system = body.get("system")
         system_text = system if isinstance(system, str) else _text_of(system or [])
@@ -436,15 +503,22 @@ class AnthropicStandin(ThreadedServer):
         if not stream and (body.get("tools") or "json" in sys_l or "summar" in sys_l):
             said = " ".join(_text_of(m.get("content")) for m in messages if m.get("role") == "user").strip()
             said = re.sub(r"\s+", " ", said)
-            return json.dumps({"summary": f"Caller said: {said[:300]}" if said else "No conversation.",
-                               "caller_name": None, "intent": None, "follow_up": False}), None
+            return json.dumps(
+                {
+                    "summary": f"Caller said: {said[:300]}" if said else "No conversation.",
+                    "caller_name": None,
+                    "intent": None,
+                    "follow_up": False,
+                }
+            ), None
         said = user_text.strip().rstrip(".!?")
         if not said:
             return "Hello! How can I help you today?", None
         return f"Thanks! You said: {said}. Is there anything else?", None
 
-    def _plan(self, body: Dict[str, Any], text: str, tool: Optional[Dict[str, Any]],
-              rec: Dict[str, Any]) -> Tuple[List[str], Optional[Dict[str, Any]], str, Optional[str]]:
+    def _plan(
+        self, body: dict[str, Any], text: str, tool: dict[str, Any] | None, rec: dict[str, Any]
+    ) -> tuple[list[str], dict[str, Any] | None, str, str | None]:
         """Tokens to send, the tool_use block (or None), stop_reason, stop_sequence."""
         stop_reason, stop_seq = "end_turn", None
         for seq in body.get("stop_sequences") or []:
@@ -461,19 +535,23 @@ class AnthropicStandin(ThreadedServer):
         if tool is not None:
             declared = {t.get("name") for t in body.get("tools") or [] if isinstance(t, dict)}
             if tool.get("name") in declared:
-                tool_block = {"type": "tool_use", "id": _rid("toolu_"), "name": tool["name"],
-                              "input": dict(tool.get("input") or {})}
+                tool_block = {
+                    "type": "tool_use",
+                    "id": _rid("toolu_"),
+                    "name": tool["name"],
+                    "input": dict(tool.get("input") or {}),
+                }
                 stop_reason = "tool_use"
             else:
                 rec["tool_skipped"] = tool.get("name")
         return toks, tool_block, stop_reason, stop_seq
 
-    def _take_fault(self) -> Optional[Dict[str, Any]]:
+    def _take_fault(self) -> dict[str, Any] | None:
         with self._lock:
             return self._faults.pop(0) if self._faults else None
 
     @staticmethod
-    def _input_tokens(body: Dict[str, Any]) -> int:
+    def _input_tokens(body: dict[str, Any]) -> int:
         size = len(json.dumps([body.get("system"), body.get("messages"), body.get("tools")], default=str))
         return max(1, size // 4)
 
@@ -490,13 +568,27 @@ class AnthropicStandin(ThreadedServer):
     async def _messages_inner(self, request: web.Request) -> web.StreamResponse:
         with self._lock:
             self._seq += 1
-            rec: Dict[str, Any] = {"id": self._seq, "received_at": time.time(), "status": None,
-                                   "anthropic_version": request.headers.get("anthropic-version"),
-                                   "anthropic_beta": request.headers.get("anthropic-beta"),
-                                   "body": None, "stream": False, "model": None, "max_tokens": None,
-                                   "system": None, "system_text": "", "messages": None,
-                                   "last_user_text": "", "tools": None, "reply_text": None,
-                                   "tool_use": None, "stop_reason": None, "fault": None, "error": None}
+            rec: dict[str, Any] = {
+                "id": self._seq,
+                "received_at": time.time(),
+                "status": None,
+                "anthropic_version": request.headers.get("anthropic-version"),
+                "anthropic_beta": request.headers.get("anthropic-beta"),
+                "body": None,
+                "stream": False,
+                "model": None,
+                "max_tokens": None,
+                "system": None,
+                "system_text": "",
+                "messages": None,
+                "last_user_text": "",
+                "tools": None,
+                "reply_text": None,
+                "tool_use": None,
+                "stop_reason": None,
+                "fault": None,
+                "error": None,
+            }
             self._records.append(rec)
         key = request.headers.get("x-api-key")
         if not key:
@@ -513,16 +605,22 @@ class AnthropicStandin(ThreadedServer):
         try:
             body = json.loads(await request.read())
         except ValueError:
-            return self._error(400, "invalid_request_error", "There was an issue with your request body: "
-                               "invalid JSON", rec)
+            return self._error(
+                400, "invalid_request_error", "There was an issue with your request body: invalid JSON", rec
+            )
         rec["body"] = body
         if isinstance(body, dict):
             system = body.get("system")
             msgs = body.get("messages")
-            rec.update(stream=bool(body.get("stream")), model=body.get("model"),
-                       max_tokens=body.get("max_tokens"), system=system, messages=msgs,
-                       tools=body.get("tools"),
-                       system_text=system if isinstance(system, str) else _text_of(system or []))
+            rec.update(
+                stream=bool(body.get("stream")),
+                model=body.get("model"),
+                max_tokens=body.get("max_tokens"),
+                system=system,
+                messages=msgs,
+                tools=body.get("tools"),
+                system_text=system if isinstance(system, str) else _text_of(system or []),
+            )
             if isinstance(msgs, list):
                 lu = next((m for m in reversed(msgs) if isinstance(m, dict) and m.get("role") == "user"), None)
                 if lu is not None:
@@ -556,56 +654,95 @@ class AnthropicStandin(ThreadedServer):
         rate = float(cfg["tokens_per_s"])
         if not stream:
             await asyncio.sleep(ttft + (len(toks) / rate if rate > 0 else 0.0))
-            content: List[Dict[str, Any]] = []
+            content: list[dict[str, Any]] = []
             if toks:
                 content.append({"type": "text", "text": "".join(toks)})
             if tool_block:
                 content.append(tool_block)
             rec["status"] = 200
-            return web.json_response({
-                "id": msg_id, "type": "message", "role": "assistant", "model": body["model"],
-                "content": content, "stop_reason": stop_reason, "stop_sequence": stop_seq,
-                "usage": {"input_tokens": in_tokens, "output_tokens": out_tokens,
-                          "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
-            }, headers={"request-id": req_id})
+            return web.json_response(
+                {
+                    "id": msg_id,
+                    "type": "message",
+                    "role": "assistant",
+                    "model": body["model"],
+                    "content": content,
+                    "stop_reason": stop_reason,
+                    "stop_sequence": stop_seq,
+                    "usage": {
+                        "input_tokens": in_tokens,
+                        "output_tokens": out_tokens,
+                        "cache_creation_input_tokens": 0,
+                        "cache_read_input_tokens": 0,
+                    },
+                },
+                headers={"request-id": req_id},
+            )
 
-        resp = web.StreamResponse(status=200, headers={
-            "Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache",
-            "request-id": req_id})
+        resp = web.StreamResponse(
+            status=200,
+            headers={
+                "Content-Type": "text/event-stream; charset=utf-8",
+                "Cache-Control": "no-cache",
+                "request-id": req_id,
+            },
+        )
         await resp.prepare(request)
         rec["status"] = 200
         stream_error = fault if fault and fault["kind"] == "stream_error" else None
 
-        async def ev(name: str, data: Dict[str, Any]) -> None:
+        async def ev(name: str, data: dict[str, Any]) -> None:
             await resp.write(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode())
 
         async def error_event() -> web.StreamResponse:
             assert stream_error is not None
             rec["error"] = {"type": stream_error["error_type"], "message": stream_error["message"]}
-            await ev("error", {"type": "error", "error": {"type": stream_error["error_type"],
-                                                          "message": stream_error["message"]}})
+            await ev(
+                "error",
+                {"type": "error", "error": {"type": stream_error["error_type"], "message": stream_error["message"]}},
+            )
             await resp.write_eof()
             return resp
 
         try:
-            await ev("message_start", {"type": "message_start", "message": {
-                "id": msg_id, "type": "message", "role": "assistant", "model": body["model"], "content": [],
-                "stop_reason": None, "stop_sequence": None,
-                "usage": {"input_tokens": in_tokens, "output_tokens": 1, "cache_creation_input_tokens": 0,
-                          "cache_read_input_tokens": 0}}})
+            await ev(
+                "message_start",
+                {
+                    "type": "message_start",
+                    "message": {
+                        "id": msg_id,
+                        "type": "message",
+                        "role": "assistant",
+                        "model": body["model"],
+                        "content": [],
+                        "stop_reason": None,
+                        "stop_sequence": None,
+                        "usage": {
+                            "input_tokens": in_tokens,
+                            "output_tokens": 1,
+                            "cache_creation_input_tokens": 0,
+                            "cache_read_input_tokens": 0,
+                        },
+                    },
+                },
+            )
             index = 0
             sent = 0
             if toks or not tool_block:
-                await ev("content_block_start", {"type": "content_block_start", "index": 0,
-                                                 "content_block": {"type": "text", "text": ""}})
+                await ev(
+                    "content_block_start",
+                    {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+                )
                 await ev("ping", {"type": "ping"})
                 if ttft > 0:
                     await asyncio.sleep(ttft)
                 for tok in toks:
                     if stream_error is not None and sent >= stream_error["after_tokens"]:
                         return await error_event()
-                    await ev("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                                     "delta": {"type": "text_delta", "text": tok}})
+                    await ev(
+                        "content_block_delta",
+                        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": tok}},
+                    )
                     sent += 1
                     if rate > 0:
                         await asyncio.sleep(1.0 / rate)
@@ -620,17 +757,30 @@ class AnthropicStandin(ThreadedServer):
                 if stream_error is not None:
                     return await error_event()
             if tool_block:
-                await ev("content_block_start", {"type": "content_block_start", "index": index,
-                                                 "content_block": {**tool_block, "input": {}}})
+                await ev(
+                    "content_block_start",
+                    {"type": "content_block_start", "index": index, "content_block": {**tool_block, "input": {}}},
+                )
                 for piece in [""] + _json_pieces(json.dumps(tool_block["input"])):
-                    await ev("content_block_delta", {"type": "content_block_delta", "index": index,
-                                                     "delta": {"type": "input_json_delta", "partial_json": piece}})
+                    await ev(
+                        "content_block_delta",
+                        {
+                            "type": "content_block_delta",
+                            "index": index,
+                            "delta": {"type": "input_json_delta", "partial_json": piece},
+                        },
+                    )
                     if rate > 0 and piece:
                         await asyncio.sleep(1.0 / rate)
                 await ev("content_block_stop", {"type": "content_block_stop", "index": index})
-            await ev("message_delta", {"type": "message_delta",
-                                       "delta": {"stop_reason": stop_reason, "stop_sequence": stop_seq},
-                                       "usage": {"output_tokens": out_tokens}})
+            await ev(
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": stop_reason, "stop_sequence": stop_seq},
+                    "usage": {"output_tokens": out_tokens},
+                },
+            )
             await ev("message_stop", {"type": "message_stop"})
             await resp.write_eof()
         except ConnectionResetError:  # the client went away (e.g. a barge-in cancelled it)
@@ -641,7 +791,7 @@ class AnthropicStandin(ThreadedServer):
         return resp
 
     async def _count_tokens(self, request: web.Request) -> web.Response:
-        rec: Dict[str, Any] = {"received_at": time.time(), "status": None, "model": None, "input_tokens": None}
+        rec: dict[str, Any] = {"received_at": time.time(), "status": None, "model": None, "input_tokens": None}
         with self._lock:
             self._token_counts.append(rec)
         key = request.headers.get("x-api-key")
@@ -663,7 +813,7 @@ class AnthropicStandin(ThreadedServer):
         rec.update(status=200, model=body["model"], input_tokens=self._input_tokens(body))
         return web.json_response({"input_tokens": rec["input_tokens"]}, headers={"request-id": _rid("req_")})
 
-    async def _hang(self, request: web.Request, seconds: Optional[float]) -> bool:
+    async def _hang(self, request: web.Request, seconds: float | None) -> bool:
         """Send nothing for ``seconds`` (None: forever). True if the client went away."""
         deadline = None if seconds is None else time.monotonic() + float(seconds)
         while deadline is None or time.monotonic() < deadline:
@@ -675,7 +825,7 @@ class AnthropicStandin(ThreadedServer):
         return False
 
     # ------------------------------------------------------------ control handlers
-    async def _json(self, request: web.Request) -> Dict[str, Any]:
+    async def _json(self, request: web.Request) -> dict[str, Any]:
         if not request.can_read_body:
             return {}
         data = await request.json()
@@ -721,8 +871,9 @@ class AnthropicStandin(ThreadedServer):
         if kind == "http_error":
             self.fail_next(count, int(data.get("status", 529)), data.get("error_type"), data.get("message"))
         elif kind == "stream_error":
-            self.error_mid_stream(int(data.get("after_tokens", 3)), count,
-                                  data.get("error_type", "overloaded_error"), data.get("message"))
+            self.error_mid_stream(
+                int(data.get("after_tokens", 3)), count, data.get("error_type", "overloaded_error"), data.get("message")
+            )
         elif kind == "hang":
             self.hang_next(count, data.get("seconds"))
         else:
@@ -730,7 +881,7 @@ class AnthropicStandin(ThreadedServer):
         return web.json_response({"ok": True})
 
 
-def main(argv: Optional[List[str]] = None) -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Anthropic Messages API stand-in")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8766)
@@ -746,10 +897,8 @@ def main(argv: Optional[List[str]] = None) -> None:
         finally:
             await server.stop()
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run())
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

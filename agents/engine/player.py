@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 FRAME_BYTES = 160
 FRAME_SECONDS = 0.02
@@ -19,8 +19,12 @@ EARLY_FRAMES = 0.1  # 2 ms
 
 
 class AudioPlayer:
-    def __init__(self, send_media: Callable[[bytes], Awaitable[None]], send_mark: Callable[[str], Awaitable[None]],
-                 lead_frames: int = 10) -> None:
+    def __init__(
+        self,
+        send_media: Callable[[bytes], Awaitable[None]],
+        send_mark: Callable[[str], Awaitable[None]],
+        lead_frames: int = 10,
+    ) -> None:
         self._send_media = send_media
         self._send_mark = send_mark
         self._lead = lead_frames

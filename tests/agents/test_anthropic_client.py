@@ -13,21 +13,29 @@ import pytest
 from agents import anthropic_client
 from agents.anthropic_client import LlmFailure, TextDelta, ToolCall
 
-TOOLS = [{"name": "end_call", "description": "End the call.",
-          "input_schema": {"type": "object", "properties": {"goodbye": {"type": "string"}}}}]
+TOOLS = [
+    {
+        "name": "end_call",
+        "description": "End the call.",
+        "input_schema": {"type": "object", "properties": {"goodbye": {"type": "string"}}},
+    }
+]
 
 
 def _stream(events: list[tuple[str, dict[str, Any]]], newline: str = "\n") -> bytes:
-    return "".join(f"event: {name}{newline}data: {json.dumps(data)}{newline}{newline}"
-                   for name, data in events).encode()
+    return "".join(
+        f"event: {name}{newline}data: {json.dumps(data)}{newline}{newline}" for name, data in events
+    ).encode()
 
 
-EVENTS = [
+EVENTS: list[tuple[str, dict[str, Any]]] = [
     ("message_start", {"type": "message_start", "message": {"id": "msg_1", "type": "message"}}),
     ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
     ("ping", {"type": "ping"}),
-    ("content_block_delta", {"type": "content_block_delta", "index": 0,
-                             "delta": {"type": "text_delta", "text": "Caf\u00e9 \"open\"\nat 9."}}),
+    (
+        "content_block_delta",
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": 'Caf\u00e9 "open"\nat 9.'}},
+    ),
     ("content_block_stop", {"type": "content_block_stop", "index": 0}),
     ("message_stop", {"type": "message_stop"}),
 ]
@@ -62,8 +70,12 @@ async def _reply(**kwargs: Any) -> list[Any]:
     events: list[Any] = []
     try:
         async for event in anthropic_client.stream_reply(
-                model="claude-haiku-4-5", system="You are a receptionist.", tools=TOOLS,
-                messages=[{"role": "user", "content": "Thanks, goodbye"}], **kwargs):
+            model="claude-haiku-4-5",
+            system="You are a receptionist.",
+            tools=TOOLS,
+            messages=[{"role": "user", "content": "Thanks, goodbye"}],
+            **kwargs,
+        ):
             events.append(event)
     except LlmFailure as exc:
         events.append(exc)
@@ -71,8 +83,9 @@ async def _reply(**kwargs: Any) -> list[Any]:
 
 
 async def test_a_reply_streams_as_text_deltas_then_its_tool_calls(claude: Any) -> None:
-    claude.add_rule("Goodbye, and thanks for calling!", match="goodbye",
-                    tool={"name": "end_call", "input": {"goodbye": "Bye!"}})
+    claude.add_rule(
+        "Goodbye, and thanks for calling!", match="goodbye", tool={"name": "end_call", "input": {"goodbye": "Bye!"}}
+    )
     events = await _reply()
     assert "".join(e.text for e in events if isinstance(e, TextDelta)) == "Goodbye, and thanks for calling!"
     assert len([e for e in events if isinstance(e, TextDelta)]) > 1  # streamed, not in one piece

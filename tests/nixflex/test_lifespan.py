@@ -43,7 +43,7 @@ async def test_the_start_step_runs_before_the_server_takes_connections() -> None
         steps.append(scope["type"])
 
     application = lifespan.with_lifespan(app, startup=start, shutdown=stop)
-    running = asyncio.create_task(application({"type": "lifespan"}, server.receive, server.send))
+    running = asyncio.ensure_future(application({"type": "lifespan"}, server.receive, server.send))
     await server.incoming.put({"type": "lifespan.startup"})
     await asyncio.sleep(0.05)
     assert steps == ["start"] and server.sent == ["lifespan.startup.complete"]
@@ -64,8 +64,9 @@ async def test_a_failing_start_step_does_not_keep_the_server_from_starting() -> 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         pass
 
-    running = asyncio.create_task(lifespan.with_lifespan(app, startup=start)({"type": "lifespan"}, server.receive,
-                                                                             server.send))
+    running = asyncio.ensure_future(
+        lifespan.with_lifespan(app, startup=start)({"type": "lifespan"}, server.receive, server.send)
+    )
     await server.incoming.put({"type": "lifespan.startup"})
     await asyncio.sleep(0.05)
     assert server.sent == ["lifespan.startup.complete"]

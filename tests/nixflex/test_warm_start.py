@@ -16,9 +16,22 @@ from tests.conftest import ROOT, _free_port, _subprocess_env
 def _start_server(**env: str) -> tuple[subprocess.Popen[bytes], str]:
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "nixflex.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-         "--log-level", "warning", "--no-access-log"],
-        cwd=ROOT, env={**_subprocess_env(), **env})
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "nixflex.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        cwd=ROOT,
+        env={**_subprocess_env(), **env},
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:

@@ -17,13 +17,17 @@ SID = "MZ0123456789abcdef0123456789abcdef"
 
 def _twilio(media: dict[str, str], **top: str) -> str:
     # Twilio's own layout: compact JSON, "event" first.
-    return json.dumps({"event": "media", "sequenceNumber": "7", "media": media, "streamSid": SID, **top},
-                      separators=(",", ":"))
+    return json.dumps(
+        {"event": "media", "sequenceNumber": "7", "media": media, "streamSid": SID, **top}, separators=(",", ":")
+    )
 
 
 def test_audio_of_a_twilio_media_message_is_found_as_a_full_parse_finds_it() -> None:
-    for media in ({"track": "inbound", "chunk": "6", "timestamp": "120", "payload": PAYLOAD},
-                  {"payload": PAYLOAD, "track": "inbound"}, {"payload": PAYLOAD}):
+    for media in (
+        {"track": "inbound", "chunk": "6", "timestamp": "120", "payload": PAYLOAD},
+        {"payload": PAYLOAD, "track": "inbound"},
+        {"payload": PAYLOAD},
+    ):
         text = _twilio(media)
         assert _caller_audio(text) == base64.b64decode(json.loads(text)["media"]["payload"]) == AUDIO
 
