@@ -88,11 +88,24 @@ def start_server(port: int, extra_env: dict[str, str] | None = None) -> subproce
     while time.monotonic() < deadline:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                _start_py_spy(proc.pid)
                 return proc
         except OSError:
             time.sleep(0.1)
     proc.kill()
     raise RuntimeError("server did not start")
+
+
+def _start_py_spy(pid: int) -> None:
+    """BENCH_PYSPY=out.txt: sample the server with py-spy (collapsed stacks) while it runs."""
+    out = os.environ.get("BENCH_PYSPY")
+    if out:
+        spy = Path(sys.executable).with_name("py-spy")
+        subprocess.Popen(
+            [str(spy), "record", "--pid", str(pid), "--nonblocking", "-r", "250", "-f", "raw", "-o", out],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
 
 def _has_taskset() -> bool:

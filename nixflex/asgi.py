@@ -31,3 +31,8 @@ application = ProtocolTypeRouter(
         "websocket": URLRouter(websocket_urlpatterns),
     }
 )
+
+# The server process warms its provider clients before it takes calls (ASGI lifespan).
+from nixflex.lifespan import with_lifespan  # noqa: E402
+
+application = with_lifespan(application)

@@ -19,6 +19,8 @@ ping, content_block_delta (text_delta; for tools input_json_delta) ...,
 content_block_stop, message_delta (stop_reason, usage), message_stop. Otherwise the
 full Message JSON. ``max_tokens`` truncates (stop_reason max_tokens);
 ``stop_sequences`` are honoured. A "token" is a word with its leading whitespace.
+``POST /v1/messages/count_tokens``: same auth and body validation (``max_tokens`` not
+needed) -> ``{"input_tokens": n}``; recorded apart (``token_counts()``).
 
 What it answers
 ---------------
@@ -44,7 +46,8 @@ Control API (JSON; each has a thread-safe Python method)
 ``GET  /_standin/requests``                {"requests": [{id, received_at, status,
         stream, model, max_tokens, system, system_text, messages, last_user_text,
         tools, body, anthropic_version, reply_text, tool_use, stop_reason, fault,
-        error}]}                                            -> ``requests()``
+        error}], "token_counts": [{received_at, status, model, input_tokens}]}
+                                           -> ``requests()``, ``token_counts()``
 ``POST /_standin/reset``                   rules, records, faults, config -> ``reset()``
 ``POST /_standin/script`` {"rules": [...], "append": false}
                                            -> ``set_script(rules, append=False)``
@@ -317,6 +320,7 @@ class AnthropicStandin(ThreadedServer):
         self._rules: list[dict[str, Any]] = []
         self._faults: list[dict[str, Any]] = []
         self._records: list[dict[str, Any]] = []
+        self._token_counts: list[dict[str, Any]] = []
         self._seq = 0
         self._tasks: set[asyncio.Task[Any]] = set()  # in-flight /v1/messages handlers
         self._runner: web.AppRunner | None = None
@@ -329,6 +333,7 @@ class AnthropicStandin(ThreadedServer):
     def make_app(self) -> web.Application:
         app = web.Application(client_max_size=32 * 1024 * 1024)
         app.router.add_post("/v1/messages", self._messages)
+        app.router.add_post("/v1/messages/count_tokens", self._count_tokens)
         app.router.add_get("/_standin/health", self._h_health)
         app.router.add_get("/_standin/requests", self._h_requests)
         app.router.add_post("/_standin/reset", self._h_reset)
@@ -365,11 +370,17 @@ class AnthropicStandin(ThreadedServer):
 
         return self._on_loop(snap)
 
+    def token_counts(self) -> list[dict[str, Any]]:
+        """The ``count_tokens`` requests received, oldest first."""
+        with self._lock:
+            return copy.deepcopy(self._token_counts)
+
     def reset(self) -> None:
         with self._lock:
             self._rules.clear()
             self._faults.clear()
             self._records.clear()
+            self._token_counts.clear()
             self._cfg = dict(self._defaults)
 
     def set_script(self, rules: list[dict[str, Any]], append: bool = False) -> None:
@@ -779,6 +790,29 @@ class AnthropicStandin(ThreadedServer):
             raise
         return resp
 
+    async def _count_tokens(self, request: web.Request) -> web.Response:
+        rec: dict[str, Any] = {"received_at": time.time(), "status": None, "model": None, "input_tokens": None}
+        with self._lock:
+            self._token_counts.append(rec)
+        key = request.headers.get("x-api-key")
+        auth = request.headers.get("Authorization", "")
+        if not key and auth.lower().startswith("bearer "):
+            key = auth[7:].strip()
+        expected = self._cfg["api_key"]
+        if not key or (expected is not None and key != expected):
+            return self._error(401, "authentication_error", "invalid x-api-key", rec)
+        if not request.headers.get("anthropic-version"):
+            return self._error(400, "invalid_request_error", "anthropic-version: header is required", rec)
+        try:
+            body = json.loads(await request.read())
+            _validate({**body, "max_tokens": 1} if isinstance(body, dict) else body)
+        except ValueError:
+            return self._error(400, "invalid_request_error", "There was an issue with your request body", rec)
+        except _Invalid as exc:
+            return self._error(exc.status, exc.etype, str(exc), rec)
+        rec.update(status=200, model=body["model"], input_tokens=self._input_tokens(body))
+        return web.json_response({"input_tokens": rec["input_tokens"]}, headers={"request-id": _rid("req_")})
+
     async def _hang(self, request: web.Request, seconds: float | None) -> bool:
         """Send nothing for ``seconds`` (None: forever). True if the client went away."""
         deadline = None if seconds is None else time.monotonic() + float(seconds)
@@ -803,7 +837,7 @@ class AnthropicStandin(ThreadedServer):
         return web.json_response({"ok": True})
 
     async def _h_requests(self, request: web.Request) -> web.Response:
-        return web.json_response({"requests": self.requests()})
+        return web.json_response({"requests": self.requests(), "token_counts": self.token_counts()})
 
     async def _h_reset(self, request: web.Request) -> web.Response:
         self.reset()

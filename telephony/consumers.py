@@ -87,6 +87,11 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if text_data is None:
             return
+        audio = _caller_audio(text_data)
+        if audio is not None:
+            if self.conversation is not None:
+                await self.conversation.on_caller_audio(audio)
+            return
         message = json.loads(text_data)
         event = message.get("event")
         if event == "media":
@@ -183,12 +188,29 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
 
     # --- MediaSink: audio and control back to Twilio ----------------------------------
     async def send_media(self, frame: bytes) -> None:
+        # Straight to the ASGI server (50 frames a second per call): Channels' send()
+        # only wraps this message.
         payload = base64.b64encode(frame).decode()
-        await self.send(text_data='{"event":"media","streamSid":"%s","media":{"payload":"%s"}}'
-                        % (self.stream_sid, payload))
+        text = f'{{"event":"media","streamSid":"{self.stream_sid}","media":{{"payload":"{payload}"}}}}'
+        await self.base_send({"type": "websocket.send", "text": text})
 
     async def send_mark(self, name: str) -> None:
-        await self.send(text_data=json.dumps({"event": "mark", "streamSid": self.stream_sid, "mark": {"name": name}}))
+        await self.base_send({"type": "websocket.send", "text": json.dumps(
+            {"event": "mark", "streamSid": self.stream_sid, "mark": {"name": name}})})
 
     async def send_clear(self) -> None:
         await self.send(text_data=json.dumps({"event": "clear", "streamSid": self.stream_sid}))
+
+
+def _caller_audio(text: str) -> bytes | None:
+    """The caller's audio in a `media` message, found without parsing its JSON: 50 of
+    these a second per call. None for anything else (or any other layout of a media
+    message), which is then parsed in full."""
+    if not text.startswith('{"event":"media",'):
+        return None
+    start = text.find('"payload":"') + 11
+    end = text.find('"', start)
+    track = text.find('"track":"')
+    if start < 11 or end < 0 or "\\" in text or (track >= 0 and not text.startswith('inbound"', track + 9)):
+        return None
+    return base64.b64decode(text[start:end])

@@ -6,8 +6,29 @@ from __future__ import annotations
 import re
 
 # Abbreviations whose period does not end a sentence.
-_ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "st", "prof", "sr", "jr", "vs", "etc", "e.g", "i.e", "approx", "no",
-                  "mt", "ave", "rd", "dept", "inc", "ltd", "co"}
+_ABBREVIATIONS = {
+    "mr",
+    "mrs",
+    "ms",
+    "dr",
+    "st",
+    "prof",
+    "sr",
+    "jr",
+    "vs",
+    "etc",
+    "e.g",
+    "i.e",
+    "approx",
+    "no",
+    "mt",
+    "ave",
+    "rd",
+    "dept",
+    "inc",
+    "ltd",
+    "co",
+}
 _END = re.compile(r"[.!?…]+[\"')\]]*(?=\s)|[\n]+")
 
 
@@ -38,7 +59,7 @@ class SentenceChunker:
             comma = self._buffer.rfind(", ")
             if comma >= self._first_min_chars // 2:
                 pieces.append(self._buffer[: comma + 1].strip())
-                self._buffer = self._buffer[comma + 2:]
+                self._buffer = self._buffer[comma + 2 :]
         self._emitted += len(pieces)
         return pieces
 

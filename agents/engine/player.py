@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 FRAME_BYTES = 160
 FRAME_SECONDS = 0.02
@@ -19,8 +19,12 @@ EARLY_FRAMES = 0.1  # 2 ms
 
 
 class AudioPlayer:
-    def __init__(self, send_media: Callable[[bytes], Awaitable[None]], send_mark: Callable[[str], Awaitable[None]],
-                 lead_frames: int = 10) -> None:
+    def __init__(
+        self,
+        send_media: Callable[[bytes], Awaitable[None]],
+        send_mark: Callable[[str], Awaitable[None]],
+        lead_frames: int = 10,
+    ) -> None:
         self._send_media = send_media
         self._send_mark = send_mark
         self._lead = lead_frames
@@ -78,14 +82,19 @@ class AudioPlayer:
 
     # --- the timer ---------------------------------------------------------------------
     async def run(self) -> None:
+        # 50 frames a second per call: the loop does only what each frame needs (no
+        # coroutine call per frame besides the send, marks checked only when due).
         loop = asyncio.get_running_loop()
+        buffer = self._buffer  # cleared in place, never replaced
+        marks = self._marks
+        send_media = self._send_media
         in_spurt = False
         while not self._closed:
-            if len(self._buffer) < FRAME_BYTES:
+            if len(buffer) < FRAME_BYTES:
                 await self._send_due_marks()  # marks after the last audio
                 in_spurt = False
                 self._wakeup.clear()
-                if len(self._buffer) < FRAME_BYTES and not self._closed:
+                if len(buffer) < FRAME_BYTES and not self._closed:
                     await self._wakeup.wait()
                 continue
             if not in_spurt:  # a talk spurt starts: its clock starts now
@@ -95,26 +104,23 @@ class AudioPlayer:
             # A frame may go up to EARLY_FRAMES early: the event loop's timers have 1 ms
             # resolution, and waiting for the exact instant would spin (we keep a lead anyway).
             due = int((loop.time() - self._t0) / FRAME_SECONDS + EARLY_FRAMES) + 1 + self._lead
-            while self._sent < due and len(self._buffer) >= FRAME_BYTES:
-                await self._send_frame()
-                await self._send_due_marks()
-            delay = self._t0 + (self._sent - self._lead) * FRAME_SECONDS - loop.time()
-            if len(self._buffer) >= FRAME_BYTES:
-                await asyncio.sleep(max(delay, 0.001))
+            while self._sent < due and len(buffer) >= FRAME_BYTES:
+                frame = bytes(buffer[:FRAME_BYTES])
+                del buffer[:FRAME_BYTES]
+                self._sent += 1
+                self._position += 1
+                self.frames_sent_total += 1
+                if self.on_first_frame is not None:
+                    callback, self.on_first_frame = self.on_first_frame, None
+                    callback()
+                await send_media(frame)
+                if marks and marks[0][0] <= self._position:
+                    await self._send_due_marks()
+            if len(buffer) >= FRAME_BYTES:
+                await asyncio.sleep(max(self._t0 + (self._sent - self._lead) * FRAME_SECONDS - loop.time(), 0.001))
 
     async def _send_due_marks(self) -> None:
         while self._marks and self._marks[0][0] <= self._position:
             _, name = self._marks.popleft()
             self._outstanding.append(name)
             await self._send_mark(name)
-
-    async def _send_frame(self) -> None:
-        frame = bytes(self._buffer[:FRAME_BYTES])
-        del self._buffer[:FRAME_BYTES]
-        self._sent += 1
-        self._position += 1
-        self.frames_sent_total += 1
-        if self.on_first_frame is not None:
-            callback, self.on_first_frame = self.on_first_frame, None
-            callback()
-        await self._send_media(frame)
