@@ -24,7 +24,7 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from agents import deepgram_client, anthropic_client  # noqa: F401  (warm the SDK imports at load)
+from agents import anthropic_client, deepgram_client  # noqa: F401  (warm the SDK imports at load)
 from agents.engine.conversation import CallHooks, Conversation, EndReason, Outcome
 from telephony import stream_tokens
 from telephony.services import live_calls
@@ -131,7 +131,8 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
                 raise stream_tokens.InvalidStreamToken("token already used")
             self.grant = grant  # from here on, whatever fails, the end path closes this call
             live = await database_sync_to_async(live_calls.open_live_call)(
-                schema_name=grant.schema_name, call_id=grant.call_id, signature=self.upgrade_signature)
+                schema_name=grant.schema_name, call_id=grant.call_id, signature=self.upgrade_signature
+            )
         except (stream_tokens.InvalidStreamToken, live_calls.StreamRefused) as exc:
             self.grant = None  # a refused stream is not this socket's call to end
             logger.warning("media stream refused: %s", exc)
@@ -182,7 +183,8 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
         if self.grant is not None:
             try:
                 await database_sync_to_async(live_calls.close_live_call)(
-                    schema_name=self.grant.schema_name, call_id=self.grant.call_id, outcome=outcome)
+                    schema_name=self.grant.schema_name, call_id=self.grant.call_id, outcome=outcome
+                )
             except Exception:
                 logger.exception("call %s: could not save how it ended", self.grant.call_id)
 
@@ -195,8 +197,12 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):
         await self.base_send({"type": "websocket.send", "text": text})
 
     async def send_mark(self, name: str) -> None:
-        await self.base_send({"type": "websocket.send", "text": json.dumps(
-            {"event": "mark", "streamSid": self.stream_sid, "mark": {"name": name}})})
+        await self.base_send(
+            {
+                "type": "websocket.send",
+                "text": json.dumps({"event": "mark", "streamSid": self.stream_sid, "mark": {"name": name}}),
+            }
+        )
 
     async def send_clear(self) -> None:
         await self.send(text_data=json.dumps({"event": "clear", "streamSid": self.stream_sid}))

@@ -14,9 +14,11 @@ import asyncio
 import logging
 import time
 from array import array
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Awaitable, Callable, Coroutine, Protocol
+from functools import partial
+from typing import Any, Protocol
 
 from agents import anthropic_client, deepgram_client
 from agents.anthropic_client import LlmFailure, TextDelta, ToolCall
@@ -27,8 +29,29 @@ from agents.engine.player import FRAME_SECONDS, AudioPlayer
 logger = logging.getLogger(__name__)
 
 # Short acknowledgements that should not interrupt the agent.
-BACKCHANNELS = {"mhm", "mm", "hmm", "uh", "huh", "um", "uh-huh", "yeah", "yes", "yep", "ok", "okay", "right",
-                "sure", "aha", "ah", "oh", "i see", "got it", "alright", "cool"}
+BACKCHANNELS = {
+    "mhm",
+    "mm",
+    "hmm",
+    "uh",
+    "huh",
+    "um",
+    "uh-huh",
+    "yeah",
+    "yes",
+    "yep",
+    "ok",
+    "okay",
+    "right",
+    "sure",
+    "aha",
+    "ah",
+    "oh",
+    "i see",
+    "got it",
+    "alright",
+    "cool",
+}
 FALLBACK_RETRY = "Sorry, I didn't quite catch that. Could you say it again?"
 FALLBACK_GIVE_UP = "I'm sorry, I'm having technical trouble right now. Please call back a little later. Goodbye."
 FALLBACK_TRANSFER = "I'm sorry, I'm having technical trouble. Let me put you through to someone."
@@ -142,16 +165,29 @@ class TurnMetrics:
             return None if v is None else round(v, 4)
 
         return {
-            "index": self.index, "caller_text": self.caller_text, "caller_stopped": r(self.caller_stopped),
-            "stt_final": r(self.stt_final), "llm_first_token": r(self.llm_first_token),
-            "first_sentence": r(self.first_sentence), "tts_first_byte": r(self.tts_first_byte),
-            "first_frame_sent": r(self.first_frame_sent), "first_mark_ack": r(self.first_mark_ack),
-            "interrupted": self.interrupted, "agent_text": self.agent_text, "heard_text": self.heard_text,
+            "index": self.index,
+            "caller_text": self.caller_text,
+            "caller_stopped": r(self.caller_stopped),
+            "stt_final": r(self.stt_final),
+            "llm_first_token": r(self.llm_first_token),
+            "first_sentence": r(self.first_sentence),
+            "tts_first_byte": r(self.tts_first_byte),
+            "first_frame_sent": r(self.first_frame_sent),
+            "first_mark_ack": r(self.first_mark_ack),
+            "interrupted": self.interrupted,
+            "agent_text": self.agent_text,
+            "heard_text": self.heard_text,
             "error": self.error,
-            "voice_to_voice_ms": (None if self.first_frame_sent is None or self.caller_stopped is None
-                                  else round((self.first_frame_sent - self.caller_stopped) * 1000, 1)),
-            "engine_ms": (None if self.first_frame_sent is None or self.stt_final is None
-                          else round((self.first_frame_sent - self.stt_final) * 1000, 1)),
+            "voice_to_voice_ms": (
+                None
+                if self.first_frame_sent is None or self.caller_stopped is None
+                else round((self.first_frame_sent - self.caller_stopped) * 1000, 1)
+            ),
+            "engine_ms": (
+                None
+                if self.first_frame_sent is None or self.stt_final is None
+                else round((self.first_frame_sent - self.stt_final) * 1000, 1)
+            ),
         }
 
 
@@ -171,12 +207,22 @@ class Conversation:
         self._arrivals = array("d")  # wall time of each inbound frame, for "caller stopped"
         self.player = AudioPlayer(sink.send_media, sink.send_mark)
         self._stt = deepgram_client.SpeechToText(
-            SttOptions(language=setup.language, endpointing_ms=setup.endpointing_ms,
-                       utterance_end_ms=setup.utterance_end_ms, tag=setup.call_id),
-            on_event=self._on_stt, on_down=self._on_stt_down)
-        self._tts = deepgram_client.TextToSpeech(setup.voice_id, on_audio=self._on_tts_audio,
-                                                 on_flushed=self._on_tts_flushed, on_cleared=self._on_tts_cleared,
-                                                 on_down=self._on_tts_down)
+            SttOptions(
+                language=setup.language,
+                endpointing_ms=setup.endpointing_ms,
+                utterance_end_ms=setup.utterance_end_ms,
+                tag=setup.call_id,
+            ),
+            on_event=self._on_stt,
+            on_down=self._on_stt_down,
+        )
+        self._tts = deepgram_client.TextToSpeech(
+            setup.voice_id,
+            on_audio=self._on_tts_audio,
+            on_flushed=self._on_tts_flushed,
+            on_cleared=self._on_tts_cleared,
+            on_down=self._on_tts_down,
+        )
         self._tasks: list[asyncio.Task[Any]] = []
         self._history: list[dict[str, Any]] = []
         self._transcript: list[dict[str, Any]] = []
@@ -207,8 +253,12 @@ class Conversation:
 
     # --- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
-        self._tasks = [self._spawn(self._stt.run(), "stt"), self._spawn(self._tts.run(), "tts"),
-                       self._spawn(self.player.run(), "player"), self._spawn(self._watchdog(), "watchdog")]
+        self._tasks = [
+            self._spawn(self._stt.run(), "stt"),
+            self._spawn(self._tts.run(), "tts"),
+            self._spawn(self.player.run(), "player"),
+            self._spawn(self._watchdog(), "watchdog"),
+        ]
         if self.setup.first_message:
             await self._say(self.setup.first_message, self._new_agent_turn(""))
 
@@ -237,8 +287,9 @@ class Conversation:
                 if self._current is not None:
                     self._settle_heard(self._current)
                 if self._final_buffer:  # the caller was mid-sentence when the call ended
-                    self._transcript.append({"role": "caller", "text": " ".join(self._final_buffer),
-                                             "at": round(self.now(), 2)})
+                    self._transcript.append(
+                        {"role": "caller", "text": " ".join(self._final_buffer), "at": round(self.now(), 2)}
+                    )
             except Exception:
                 logger.exception("call %s: could not settle the last turn", self.setup.call_id)
             self._finished.transcript = self._transcript
@@ -308,9 +359,9 @@ class Conversation:
         text = event.text.strip()
         if text:
             self._last_activity = time.monotonic()
-            if self.player.speaking or (self._response is not None and not self._response.done()):
-                if _substantive(text) and self._ending is None:
-                    await self._barge_in()
+            agent_busy = self.player.speaking or (self._response is not None and not self._response.done())
+            if agent_busy and _substantive(text) and self._ending is None:
+                await self._barge_in()
         if event.is_final and text:
             self._final_buffer.append(text)
             self._caller_stopped_at = self._wall_to_call_time(event.end)
@@ -367,8 +418,11 @@ class Conversation:
         tool: ToolCall | None = None
         try:
             async for event in anthropic_client.stream_reply(
-                    model=self.setup.model, system=self.setup.system_prompt, messages=self._messages_for_claude(),
-                    tools=self.setup.tools):
+                model=self.setup.model,
+                system=self.setup.system_prompt,
+                messages=self._messages_for_claude(),
+                tools=self.setup.tools,
+            ):
                 if isinstance(event, TextDelta):
                     if turn.llm_first_token is None:
                         turn.llm_first_token = self.now()
@@ -467,8 +521,11 @@ class Conversation:
         turn = self._turn(self._awaiting_flush[0].turn)
         if turn is not None and turn.tts_first_byte is None:
             turn.tts_first_byte = self.now()
-            self.player.on_first_frame = lambda t=turn: setattr(t, "first_frame_sent", self.now())
+            self.player.on_first_frame = partial(self._mark_first_frame, turn)
         self.player.enqueue(audio)
+
+    def _mark_first_frame(self, turn: TurnMetrics) -> None:
+        turn.first_frame_sent = self.now()
 
     def _on_tts_flushed(self) -> None:
         if not self._awaiting_flush:
@@ -533,20 +590,26 @@ class Conversation:
             await self._say(FALLBACK_RETRY, turn)
             return
         if self.setup.transfer_number:
-            await self._end_call(EndReason.TRANSFERRED_LLM_UNAVAILABLE, then=self._transfer,
-                                 goodbye=FALLBACK_TRANSFER, turn=turn)
+            await self._end_call(
+                EndReason.TRANSFERRED_LLM_UNAVAILABLE, then=self._transfer, goodbye=FALLBACK_TRANSFER, turn=turn
+            )
         else:
             await self._give_up(FALLBACK_GIVE_UP, reason=EndReason.LLM_UNAVAILABLE)
 
     async def _run_tool(self, tool: ToolCall, turn: TurnMetrics, said: str) -> None:
         if tool.name == "end_call":
             goodbye = str(tool.input.get("goodbye") or "").strip()
-            await self._end_call(EndReason.AGENT_ENDED, then=self._hooks.hang_up,
-                                 goodbye=goodbye if goodbye not in said else "", turn=turn)
+            await self._end_call(
+                EndReason.AGENT_ENDED,
+                then=self._hooks.hang_up,
+                goodbye=goodbye if goodbye not in said else "",
+                turn=turn,
+            )
         elif tool.name == "transfer_call" and self.setup.transfer_number:
             message = str(tool.input.get("message") or "").strip()
-            await self._end_call(EndReason.TRANSFERRED, then=self._transfer,
-                                 goodbye=message if message not in said else "", turn=turn)
+            await self._end_call(
+                EndReason.TRANSFERRED, then=self._transfer, goodbye=message if message not in said else "", turn=turn
+            )
 
     async def _transfer(self) -> None:
         await self._hooks.transfer(self.setup.transfer_number)
@@ -555,8 +618,9 @@ class Conversation:
         await self._end_call(reason, then=self._hooks.hang_up, goodbye=line)
 
     # --- ending ------------------------------------------------------------------------
-    async def _end_call(self, reason: EndReason, then: Callable[[], Awaitable[None]], goodbye: str = "",
-                        turn: TurnMetrics | None = None) -> None:
+    async def _end_call(
+        self, reason: EndReason, then: Callable[[], Awaitable[None]], goodbye: str = "", turn: TurnMetrics | None = None
+    ) -> None:
         """Enter the ending state: say `goodbye` (if any), then `then` once everything has
         played. The first ending wins; nothing new starts after it (no caller turns, no
         barge-in)."""
@@ -581,8 +645,12 @@ class Conversation:
         try:
             await action()
         except Exception:
-            logger.warning("call %s: Twilio failed the %s; closing the media stream instead", self.setup.call_id,
-                           ending.reason, exc_info=True)
+            logger.warning(
+                "call %s: Twilio failed the %s; closing the media stream instead",
+                self.setup.call_id,
+                ending.reason,
+                exc_info=True,
+            )
             if ending.reason in TRANSFERS:
                 ending.reason = EndReason.TRANSFER_FAILED
             self._hooks.abort(ending.reason, None)
@@ -595,21 +663,29 @@ class Conversation:
             now = time.monotonic()
             if now - started > self.setup.max_call_seconds + HARD_STOP_AFTER_SECONDS:
                 # However it got here (Twilio never ending the call, a goodbye that never plays).
-                logger.error("call %s: still up %.0f s past its maximum length; closing the media stream",
-                             self.setup.call_id, HARD_STOP_AFTER_SECONDS)
+                logger.error(
+                    "call %s: still up %.0f s past its maximum length; closing the media stream",
+                    self.setup.call_id,
+                    HARD_STOP_AFTER_SECONDS,
+                )
                 self._hooks.abort(self._ending.reason if self._ending else EndReason.MAX_DURATION, None)
                 return
             if self._ending is not None:
                 # Goodbye played (or its mark never came back): hang up anyway.
                 if self._ending.then is not None and (
-                        self._played_out() or now - self._ending.since > 5 + self.player.pending_seconds):
+                    self._played_out() or now - self._ending.since > 5 + self.player.pending_seconds
+                ):
                     await self._run_ending_action()
                 continue
             if now - started > self.setup.max_call_seconds:
                 await self._end_call(EndReason.MAX_DURATION, then=self._hooks.hang_up, goodbye=TIME_LIMIT_GOODBYE)
                 continue
-            busy = self.player.speaking or self._final_buffer or self._awaiting_flush or (
-                self._response is not None and not self._response.done())
+            busy = (
+                self.player.speaking
+                or self._final_buffer
+                or self._awaiting_flush
+                or (self._response is not None and not self._response.done())
+            )
             if busy:
                 continue
             if now - self._last_activity > self.setup.silence_timeout_seconds:
@@ -627,6 +703,4 @@ def _substantive(text: str) -> bool:
     words = [w for w in words if w]
     if not words:
         return False
-    if " ".join(words) in BACKCHANNELS or all(w in BACKCHANNELS for w in words):
-        return False
-    return True
+    return not (" ".join(words) in BACKCHANNELS or all(w in BACKCHANNELS for w in words))
