@@ -62,10 +62,11 @@ def sync_client() -> anthropic.Anthropic:
 
 async def warm() -> None:
     """Create this loop's client and take every step of a turn once, so the first caller
-    turn after a start costs what the others do: the SDK's first request (request
-    building, the aiohttp session, the connection pool and its TLS session) through a free
-    request (token counting) with the shape of a turn's, and the parsing of a reply's
-    events. A failure here only costs the warm-up."""
+    turn after a start costs what the others do: the SDK's first request (its request
+    building, the aiohttp session, the SSL context) through a free request (token
+    counting) with the shape of a turn's, and the parsing of a reply's events. (Pooled
+    connections expire after a few idle seconds: the first call may still open one.)
+    A failure here only costs the warm-up."""
     client = async_client()
     try:
         await client.messages.count_tokens(

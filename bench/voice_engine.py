@@ -126,16 +126,24 @@ def _run_level(rig: VoiceRig, n: int, script: list[Any]) -> Level:
     for rec in recordings:
         ends = sorted(finals.get(rec.call_id, []))
         speech = [(rec.t0 + a.started, rec.t0 + (a.ended or a.started)) for a in rec.agent]
-        # Each reply: from the first end-of-turn message after the previous reply.
+        # Each caller turn once: from the stand-in's first end-of-turn message after the
+        # caller stopped speaking to the first agent frame after it.
         answered = 0
-        for (_, previous_end), (start, _) in itertools.pairwise(speech):
-            turn_ends = [t for t in ends if previous_end < t <= start]
-            if turn_ends:
-                overhead.append((start - turn_ends[0]) * 1000)
+        spoken = [rec.t0 + turn.speech_end for turn in rec.turns] + [float("inf")]
+        for turn, (spoke, next_spoke) in zip(rec.turns, itertools.pairwise(spoken), strict=False):
+            turn_ends = [t for t in ends if spoke <= t < next_spoke]
+            answer = None if turn.first_agent_frame is None else rec.t0 + turn.first_agent_frame
+            if turn_ends and answer is not None and answer > turn_ends[0]:
+                overhead.append((answer - turn_ends[0]) * 1000)
                 answered += 1
         answered_total += answered
         if rec.error or rec.refused or rec.ended_by != "caller" or answered < len(script):
             failed += 1
+            print(
+                f"{n} calls: call {rec.call_id} failed: ended by {rec.ended_by or '-'}, {answered} of "
+                f"{len(script)} turns answered, {rec.error or 'no stream error'}",
+                file=sys.stderr,
+            )
         jitter += rec.inter_arrival_jitter_ms
         underruns += rec.gaps
         if os.environ.get("BENCH_DEBUG"):
