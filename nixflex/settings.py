@@ -101,9 +101,10 @@ PLATFORM_MAX_CONCURRENT_CALLS = env.int("PLATFORM_MAX_CONCURRENT_CALLS", default
 # At most this fraction of the platform pool (the limit above, or the web processes'
 # advertised capacity if smaller) goes to one account, whatever its plan allows.
 PLATFORM_ACCOUNT_SHARE = env.float("PLATFORM_ACCOUNT_SHARE", default=0.5)
-# Calls one web process serves without degrading (bench/voice_engine.py on one core);
-# each process advertises it, and admission refuses calls beyond the sum.
-PROCESS_CALL_CAPACITY = env.int("PROCESS_CALL_CAPACITY", default=150)
+# Calls one web process serves without degrading: the largest level bench/voice_engine.py
+# measured with no failed call, no underrun and overhead p99 <= 50 ms on one core (50 on
+# 2026-12-02; 100 had 4 underruns). Each process advertises it; admission refuses beyond the sum.
+PROCESS_CALL_CAPACITY = env.int("PROCESS_CALL_CAPACITY", default=50)
 CALL_LEASE_PREFIX = env.str("CALL_LEASE_PREFIX", default="nixflex:calls")
 # A call's slot: short from the voice webhook until its media stream starts (a call that
 # never streams frees it quickly), then long, renewed by the process serving the call.
