@@ -95,7 +95,3 @@ class CustomerOutput(serializers.ModelSerializer):
 
     def get_object(self, customer: Customer) -> str:
         return "customer"
-
-
-def render_customer(customer: Customer) -> dict[str, Any]:
-    return CustomerOutput(customer).data

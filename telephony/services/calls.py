@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -189,33 +188,6 @@ def get_call(call_id: str) -> Call:
     if call is None:
         raise ApiError("call_not_found", details={"call_id": call_id})
     return call
-
-
-def render_call(call: Call, detail: bool = False) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "id": call.id,
-        "object": "call",
-        "direction": call.direction,
-        "status": call.status,
-        "from_number": call.from_number,
-        "to_number": call.to_number,
-        "agent_id": call.agent_id,
-        "customer_id": call.customer_id,
-        "twilio_call_sid": call.twilio_call_sid,
-        "rejection_reason": call.rejection_reason or None,
-        "end_reason": call.end_reason or None,
-        "started_at": call.started_at,
-        "answered_at": call.answered_at,
-        "ended_at": call.ended_at,
-        "duration_seconds": call.duration_seconds,
-        "summary": call.summary or None,
-        "created_at": call.created_at,
-    }
-    if detail:
-        body.update(
-            transcript=call.transcript, turns=call.turns, extraction=call.extraction, summary_status=call.summary_status
-        )
-    return body
 
 
 def write_summary(call_id: str, *, last_attempt: bool) -> None:
