@@ -10,8 +10,10 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,6 +24,7 @@ from typing import Any
 
 import psycopg
 import pytest
+import redis
 from django.conf import settings
 from django.core.management import call_command
 from django.db import connections
@@ -329,45 +332,132 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def asgi_server(providers: Any) -> Iterator[str]:
-    """uvicorn serving nixflex.asgi in its own process, pointed at the stand-ins."""
+@contextmanager
+def start_uvicorn(
+    env: dict[str, str] | None = None, log_path: Path | None = None, *, http: str | None = None
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """uvicorn serving nixflex.asgi in its own process (`env` over the test environment),
+    answering /health before this yields (proc, url); always terminated on the way out.
+    With `log_path` its output goes there, for a test to read afterwards."""
     import urllib.request
 
     port = _free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "nixflex.asgi:application",
-            "--http",
-            "nixflex.uvicorn_protocol:HttpProtocol",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ],
-        cwd=ROOT,
-        env=_subprocess_env(),
-    )
+    command = [sys.executable, "-m", "uvicorn", "nixflex.asgi:application"]
+    if http is not None:
+        command += ["--http", http]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"]
+    full_env = {**_subprocess_env(), **(env or {})}
+    if log_path is None:
+        proc = subprocess.Popen(command, cwd=ROOT, env=full_env)
+    else:
+        with open(log_path, "wb") as log:  # the child keeps its own copy of the descriptor
+            proc = subprocess.Popen(command, cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/health", timeout=1)
-            break
-        except OSError as exc:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise RuntimeError("uvicorn did not start") from exc
-            time.sleep(0.1)
-    yield url
-    proc.terminate()
     try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/health", timeout=1)
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    where = f" (see {log_path})" if log_path is not None else ""
+                    raise RuntimeError(f"uvicorn did not start{where}") from None
+                time.sleep(0.1)
+        yield proc, url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="session")
+def asgi_server(providers: Any) -> Iterator[str]:
+    """uvicorn serving nixflex.asgi in its own process, pointed at the stand-ins."""
+    with start_uvicorn(http="nixflex.uvicorn_protocol:HttpProtocol") as (_, url):
+        yield url
+
+
+# --- A throwaway Redis of a test's own (never the machine's) -----------------------------
+
+
+class OwnRedis:
+    """A redis-server on a free port with no persistence, which a test can stop and start
+    again: whatever it held is gone once it stops."""
+
+    def __init__(self) -> None:
+        self.port = _free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.dir = tempfile.mkdtemp(prefix="nixflex-redis-")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        if self.proc is not None:
+            return
+        self.proc = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.dir,
+                "--loglevel",
+                "warning",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = self.client()
+        wait_for(lambda: _pings(client), timeout=10)
+
+    def stop(self, crash: bool = False) -> None:
+        """Shut down (SIGTERM), or with `crash` killed as a crash would (SIGKILL)."""
+        if self.proc is None:
+            return
+        if crash:
+            self.proc.kill()
+        else:
+            self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def client(self) -> redis.Redis:
+        return redis.Redis.from_url(self.url, socket_timeout=1)
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+
+
+@contextmanager
+def running_redis() -> Iterator[OwnRedis]:
+    """An OwnRedis, started; stopped and its directory removed on the way out."""
+    server = OwnRedis()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(server.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def own_redis() -> Iterator[OwnRedis]:
+    with running_redis() as server:
+        yield server

@@ -4,53 +4,11 @@ imports, first-use paths and connection set-up on the event loop every call shar
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 import urllib.request
 from typing import Any
 
-from tests.conftest import ROOT, _free_port, _subprocess_env
-
-
-def _start_server(**env: str) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "nixflex.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ],
-        cwd=ROOT,
-        env={**_subprocess_env(), **env},
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/health", timeout=1)
-            return proc, url
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise RuntimeError("uvicorn did not start") from None
-            time.sleep(0.05)
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+from tests.conftest import _free_port, start_uvicorn
 
 
 def test_the_provider_clients_are_warmed_before_the_server_takes_a_connection(providers: Any) -> None:
@@ -58,8 +16,7 @@ def test_the_provider_clients_are_warmed_before_the_server_takes_a_connection(pr
     counted_before = len(anthropic.token_counts())
     sockets_before = {c["id"] for c in deepgram.requests()}
 
-    proc, _ = _start_server()
-    try:
+    with start_uvicorn():
         # The server answered its first request: by then (no call made) Claude's client
         # has taken the request path once and a Deepgram TTS socket has been opened.
         warm_ups = anthropic.token_counts()[counted_before:]
@@ -67,17 +24,12 @@ def test_the_provider_clients_are_warmed_before_the_server_takes_a_connection(pr
         speak = [c for c in deepgram.requests() if c["id"] not in sockets_before and c["kind"] == "speak"]
         assert len(speak) == 1
         assert speak[0]["flushes"] == 1 and speak[0]["closed_at"] is not None
-    finally:
-        _stop(proc)
 
 
 def test_providers_that_cannot_be_reached_do_not_keep_the_server_from_starting() -> None:
     closed = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
     started = time.monotonic()
-    proc, url = _start_server(ANTHROPIC_BASE_URL=closed, DEEPGRAM_BASE_URL=closed)
-    try:
+    with start_uvicorn({"ANTHROPIC_BASE_URL": closed, "DEEPGRAM_BASE_URL": closed}) as (_, url):
         with urllib.request.urlopen(f"{url}/health", timeout=5) as response:
             assert response.status == 200
         assert time.monotonic() - started < 25
-    finally:
-        _stop(proc)

@@ -6,12 +6,7 @@ so that what takes minutes in production takes seconds here."""
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
-import sys
-import tempfile
 import time
-import urllib.request
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -26,7 +21,7 @@ from twilio.request_validator import RequestValidator
 
 from standins.caller import CallRecording, SimulatedCall, Utterance
 from telephony.models import Call
-from tests.conftest import ROOT, _free_port, _subprocess_env, wait_for
+from tests.conftest import OwnRedis, running_redis, start_uvicorn, wait_for
 from tests.telephony.test_live_call import _caller, claude, line  # noqa: F401  (fixtures, used by name)
 
 ADMISSION_LEASE, LIVE_LEASE, RENEW_EVERY = 2.0, 4.0, 1.0
@@ -47,73 +42,17 @@ def scripted_claude(claude: Any) -> Any:  # noqa: F811  (test_live_call's fixtur
     return claude
 
 
-class ThrowawayRedis:
-    """A redis-server on a free port, with no persistence: stopping it loses every key."""
-
-    def __init__(self) -> None:
-        self.port = _free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.dir = tempfile.mkdtemp(prefix="nixflex-redis-")
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        if self.proc is not None:
-            return
-        self.proc = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                self.dir,
-                "--loglevel",
-                "warning",
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        client = redis.Redis.from_url(self.url)
-        wait_for(lambda: _pings(client), timeout=10)
-
-    def stop(self) -> None:
-        """Killed, as a crash would: nothing is saved."""
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
-
-    def client(self) -> redis.Redis:
-        return redis.Redis.from_url(self.url, socket_timeout=1)
-
-
-def _pings(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
+@pytest.fixture(scope="module")
+def throwaway_redis() -> Iterator[OwnRedis]:
+    with running_redis() as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
-def throwaway_redis() -> Iterator[ThrowawayRedis]:
-    server = ThrowawayRedis()
-    server.start()
-    yield server
-    server.stop()
-    shutil.rmtree(server.dir, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def slot_server(providers: Any, throwaway_redis: ThrowawayRedis) -> Iterator[str]:
+def slot_server(providers: Any, throwaway_redis: OwnRedis) -> Iterator[str]:
     """uvicorn serving the app with its Redis (leases, stream tokens, broker) on the
     throwaway server, and short leases renewed every second."""
-    port = _free_port()
     env = {
-        **_subprocess_env(),
         "REDIS_URL": throwaway_redis.url,
         "CALL_LEASE_PREFIX": PREFIX,
         "CALL_ADMISSION_LEASE_SECONDS": str(ADMISSION_LEASE),
@@ -121,52 +60,17 @@ def slot_server(providers: Any, throwaway_redis: ThrowawayRedis) -> Iterator[str
         "CALL_LEASE_RENEW_SECONDS": str(RENEW_EVERY),
     }
     log_path = Path(throwaway_redis.dir) / "server.log"  # there until the module's tests end
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "nixflex.asgi:application",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-                "--no-access-log",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/health", timeout=1)
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    proc.kill()
-                    raise RuntimeError(f"uvicorn did not start (see {log_path})") from None
-                time.sleep(0.1)
+    with start_uvicorn(env, log_path) as (_, url):
         yield url
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 @pytest.fixture
-def store(throwaway_redis: ThrowawayRedis) -> ThrowawayRedis:
+def store(throwaway_redis: OwnRedis) -> OwnRedis:
     throwaway_redis.start()  # running at the start of every test, whatever the last one did
     return throwaway_redis
 
 
-def _lease(store: ThrowawayRedis, call_id: str) -> float | None:
+def _lease(store: OwnRedis, call_id: str) -> float | None:
     """The call's lease expiry in the platform pool, if it holds a live one."""
     try:
         expiry = store.client().zscore(f"{PREFIX}:platform", call_id)
@@ -238,7 +142,7 @@ def _ring_without_streaming(server: str, clinic: dict[str, Any]) -> str:
 
 
 def test_a_live_call_renews_its_slot_while_a_call_that_never_streams_loses_its_own(
-    clinic: dict[str, Any], scripted_claude: Any, slot_server: str, providers: Any, store: ThrowawayRedis
+    clinic: dict[str, Any], scripted_claude: Any, slot_server: str, providers: Any, store: OwnRedis
 ) -> None:
     ghost = _ring_without_streaming(slot_server, clinic)
     assert _lease(store, ghost) is not None
@@ -271,14 +175,14 @@ def test_a_live_call_renews_its_slot_while_a_call_that_never_streams_loses_its_o
 
 
 def test_redis_restarting_mid_call_drops_no_call_and_the_slot_comes_back(
-    clinic: dict[str, Any], scripted_claude: Any, slot_server: str, providers: Any, store: ThrowawayRedis
+    clinic: dict[str, Any], scripted_claude: Any, slot_server: str, providers: Any, store: OwnRedis
 ) -> None:
     seen: dict[str, Any] = {}
 
     async def during(call: SimulatedCall) -> None:
         await _until(lambda: len(call.rec.agent_texts) >= 2)
         await _until(lambda: _lease(store, call.rec.call_id))
-        store.stop()  # a crash: every lease, token and queued message is gone
+        store.stop(crash=True)  # a crash: every lease, token and queued message is gone
         await asyncio.sleep(RENEW_EVERY * 2.5)  # renewals fail meanwhile
         seen["down_while_live"] = not call.rec.ended_by
         store.start()
@@ -302,9 +206,9 @@ def test_redis_restarting_mid_call_drops_no_call_and_the_slot_comes_back(
 
 
 def test_a_call_arriving_while_redis_is_down_is_answered(
-    clinic: dict[str, Any], scripted_claude: Any, slot_server: str, providers: Any, store: ThrowawayRedis
+    clinic: dict[str, Any], scripted_claude: Any, slot_server: str, providers: Any, store: OwnRedis
 ) -> None:
-    store.stop()
+    store.stop(crash=True)
     seen: dict[str, Any] = {}
 
     async def during(call: SimulatedCall) -> None:

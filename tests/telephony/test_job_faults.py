@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -26,13 +25,12 @@ from telephony.models import Job, JobRow, PhoneNumber
 from telephony.tasks import resume_stalled_jobs
 from tenants.models import NumberRoute
 from tests.conftest import (
-    ROOT,
+    OwnRedis,
     Persona,
-    _free_port,
-    _subprocess_env,
     celery_consumers,
     queue_paused,
     start_celery_worker,
+    start_uvicorn,
     unique_e164,
     wait_for,
 )
@@ -259,64 +257,6 @@ def test_one_accounts_backlog_does_not_hold_up_another_account(celery_worker, ma
 # --- The broker is down ----------------------------------------------------------------------
 
 
-@contextmanager
-def _own_redis(port: int) -> Iterator[subprocess.Popen]:
-    server = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
-    client = redis.Redis(port=port)
-    wait_for(lambda: _pings(client), timeout=10)
-    try:
-        yield server
-    finally:
-        _stop(server)
-
-
-def _pings(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.ConnectionError:
-        return False
-
-
-@contextmanager
-def _api_server(env: dict[str, str]) -> Iterator[str]:
-    """The API in its own uvicorn process, with `env` over the test environment."""
-    port = _free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "nixflex.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ],
-        cwd=ROOT,
-        env={**_subprocess_env(), **env},
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: _answers(f"{url}/health"), timeout=30, interval=0.2)
-        yield url
-    finally:
-        _stop(server)
-
-
-def _answers(url: str) -> bool:
-    try:
-        urllib.request.urlopen(url, timeout=1)
-        return True
-    except OSError:
-        return False
-
-
 def _http(method: str, url: str, persona: Persona, body: Any = None) -> tuple[int, str, Any]:
     request = urllib.request.Request(
         url,
@@ -334,20 +274,20 @@ def _http(method: str, url: str, persona: Persona, body: Any = None) -> tuple[in
 
 
 def test_bulk_import_while_the_broker_is_down_is_accepted_and_runs_when_it_is_back(
-    celery_worker, make_persona, twilio
+    celery_worker, make_persona, twilio, own_redis: OwnRedis
 ) -> None:
     """The API and a worker use a broker of their own; it goes down, a bulk import comes
     in, the broker comes back: the job was kept and runs, with no traceback anywhere."""
     persona = make_persona("Outage")
     rows = _rows(persona, twilio, 3)
-    port = _free_port()
-    env = {"CELERY_BROKER_URL": f"redis://127.0.0.1:{port}/0"}
+    broker = own_redis
+    env = {"CELERY_BROKER_URL": broker.url}
     # The session's worker (and its reaper) would otherwise reach the job through the shared broker.
-    with queue_paused(), _api_server(env) as api, _own_redis(port) as broker:
+    with queue_paused(), start_uvicorn(env) as (_, api):
         worker = start_celery_worker(concurrency=1, beat=True, env=env)
         try:
             time.sleep(3)  # the worker is up
-            _stop(broker)
+            broker.stop()
             status, content_type, body = _http("POST", f"{api}/v1/phone-numbers/bulk", persona, {"numbers": rows})
             assert (status, content_type) == (202, "application/json"), body
             assert body["object"] == "job" and body["status"] == "queued"
@@ -357,8 +297,8 @@ def test_bulk_import_while_the_broker_is_down_is_accepted_and_runs_when_it_is_ba
             assert (status, job["status"], job["attempts"]) == (200, "queued", 0)
             time.sleep(2)
             assert _job(persona, job_id)["status"] == "queued"
-            with _own_redis(port):
-                job = wait_for(lambda: _ended(persona, job_id), timeout=90, interval=0.5)
+            broker.start()
+            job = wait_for(lambda: _ended(persona, job_id), timeout=90, interval=0.5)
         finally:
             _stop(worker)
     assert (job["status"], job["succeeded"], job["attempts"]) == ("completed", 3, 1)

@@ -10,78 +10,17 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import subprocess
-import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
-from tests.conftest import ROOT, ApiClient, Persona, _free_port, _subprocess_env, assert_error, wait_for
+from tests.conftest import ApiClient, OwnRedis, Persona, assert_error, start_uvicorn, wait_for
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs the redis-server binary")
-
-
-class OwnRedis:
-    """A throwaway redis-server on a free port, which the test can stop and start again."""
-
-    def __init__(self) -> None:
-        self.port = _free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.dir = tempfile.mkdtemp(prefix="nixflex-redis-")
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                self.dir,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis.from_url(self.url, socket_timeout=1)
-        wait_for(lambda: _pings(client), timeout=10)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-            self.proc = None
-
-    def client(self) -> redis.Redis:
-        return redis.Redis.from_url(self.url, socket_timeout=1)
-
-
-def _pings(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.exceptions.ConnectionError:
-        return False
-
-
-@pytest.fixture
-def own_redis() -> Iterator[OwnRedis]:
-    server = OwnRedis()
-    server.start()
-    yield server
-    server.stop()
-    shutil.rmtree(server.dir, ignore_errors=True)
 
 
 # --- The rate limiter in this process ------------------------------------------------------
@@ -145,43 +84,6 @@ def test_local_buckets_match_the_shared_semantics() -> None:
 # --- A real server whose Redis goes away -------------------------------------------------
 
 
-def _start_server(redis_url: str, log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    env = _subprocess_env()
-    env.update({"REDIS_URL": redis_url, "CELERY_BROKER_URL": redis_url, "RATE_LIMIT_REDIS_RETRY_SECONDS": "0.2"})
-    with open(log_path, "wb") as log:  # the child keeps its own copy of the descriptor
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "nixflex.asgi:application",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-                "--no-access-log",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    wait_for(lambda: _answers(f"{url}/health"), timeout=30, interval=0.2)
-    return proc, url
-
-
-def _answers(url: str) -> bool:
-    try:
-        urllib.request.urlopen(url, timeout=2)
-        return True
-    except OSError:
-        return False
-
-
 class _Response:
     def __init__(self, status: int, body: bytes, headers: Any) -> None:
         self.status_code, self.content, self.headers = status, body, headers
@@ -214,8 +116,8 @@ def _call(url: str, persona: Persona | None, method: str = "GET", body: Any = No
 def test_api_through_a_redis_outage_and_back(own_redis: OwnRedis, make_persona: Any, tmp_path: Path) -> None:
     persona = make_persona("Outage")
     log_path = tmp_path / "server.log"
-    proc, url = _start_server(own_redis.url, log_path)
-    try:
+    env = {"REDIS_URL": own_redis.url, "CELERY_BROKER_URL": own_redis.url, "RATE_LIMIT_REDIS_RETRY_SECONDS": "0.2"}
+    with start_uvicorn(env, log_path) as (_, url):
         agent = _call(f"{url}/v1/agents", persona, "POST", {"name": "Front desk"}).json()
         bulk_row = {
             "phone_number": "+442011110000",
@@ -255,12 +157,6 @@ def test_api_through_a_redis_outage_and_back(own_redis: OwnRedis, make_persona: 
         )
         assert own_redis.client().exists(f"ratelimit:key:{persona.key.api_key.key_id}")
         assert _call(f"{url}/v1/phone-numbers/bulk", persona, "POST", {"numbers": [bulk_row]}).status_code == 202
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
     log = log_path.read_text()
     assert "Traceback" not in log, log[-3000:]
     assert log.count("unavailable") <= 4, log[-3000:]  # a line per kind of outage, not per request
