@@ -3,6 +3,7 @@ that is down. Real workers, a real broker (Redis), real PostgreSQL locks."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -251,7 +252,11 @@ def test_one_accounts_backlog_does_not_hold_up_another_account(celery_worker, ma
     # A never ran more than two jobs at once, and ran them oldest first.
     for started, _ in spans:
         assert sum(1 for s, f in spans if s <= started < f) <= 2
-    assert [s for s, _ in spans] == sorted(s for s, _ in spans)
+    # Oldest first: two slots freed together start their jobs in two worker processes at
+    # once, so their start stamps may swap by a hair; no job starts before an older one
+    # by more than that.
+    for (earlier, _), (later, _) in itertools.pairwise(spans):
+        assert (earlier - later).total_seconds() < 0.05
 
 
 # --- The broker is down ----------------------------------------------------------------------
